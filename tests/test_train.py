@@ -1,0 +1,71 @@
+"""The trainer: poly schedule, exact resume, checkpoints that refuse to be overwritten, training that learns."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from udalib.evaluate import evaluate
+from udalib.data.domains import build_domains
+from udalib.train import Trainer, poly_factor, segmenter_for
+
+from tiny_runs import tiny_config
+
+
+def test_poly_factor_matches_the_seeds_formula():
+    assert poly_factor(0, 250_000, 0.9) == 1.0
+    assert poly_factor(150_000, 250_000, 0.9) == pytest.approx((1 - 0.6) ** 0.9)
+    assert poly_factor(10, 10, 0.9) == 0.0
+
+
+def _losses(out_dir):
+    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_resume_continues_the_same_run(tiny_cache, tmp_path):
+    full = tiny_config("source_only", tmp_path / "full", iters=6)
+    full = dataclasses.replace(full, train=dataclasses.replace(full.train, checkpoint_every=3, eval_every=6))
+    Trainer(full, progress="none").fit()
+    a = _losses(tmp_path / "full" / "source_only")
+
+    part = dataclasses.replace(full, out_dir=str(tmp_path / "part"),
+                               train=dataclasses.replace(full.train, iters=3))
+    Trainer(part, progress="none").fit()
+    resumed = dataclasses.replace(part, train=full.train, resume="auto")
+    Trainer(resumed, progress="none").fit()
+    b = _losses(tmp_path / "part")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):
+        assert rb["lr"] == pytest.approx(ra["lr"], rel=1e-12)
+        assert rb["seg"] == pytest.approx(ra["seg"], rel=1e-5), (ra, rb)
+
+
+def test_existing_run_is_not_overwritten(tiny_cache, tmp_path):
+    cfg = tiny_config("source_only", tmp_path, iters=1)
+    Trainer(cfg, progress="none").fit()
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        Trainer(cfg, progress="none").fit()
+
+
+def test_checkpoint_holds_everything_to_resume(tiny_cache, tmp_path):
+    cfg = tiny_config("adaptsegnet_multi", tmp_path, iters=2, init_checkpoint=None)
+    Trainer(cfg, progress="none").fit()
+    state = torch.load(tmp_path / "adaptsegnet_multi" / "checkpoint_0000002.pt", weights_only=True)
+    assert state["step"] == 2
+    assert {"model", "optimizer", "aux_optimizers", "method", "rng", "config"} <= set(state)
+    assert len(state["aux_optimizers"]) == 2  # one Adam per discriminator level
+    assert any(k.startswith("disc.nets.main") for k in state["method"])
+
+
+@pytest.mark.slow
+def test_short_quick_run_beats_an_untrained_model(tiny_cache, tmp_path):
+    cfg = tiny_config("source_only", tmp_path, iters=60, counts=(96, 16, 16))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_source=8, log_every=20))
+    torch.manual_seed(0)
+    untrained = segmenter_for(cfg, 19)
+    before = evaluate(untrained, build_domains(cfg).target_val_loader(), "cityscapes19").main_miou
+    after = Trainer(cfg, progress="none").fit().final.main_miou
+    assert after > before + 5, (before, after)

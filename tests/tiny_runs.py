@@ -1,0 +1,20 @@
+"""Tiny versions of the quick preset's runs: a few SynthCity images and iterations, the same code paths."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from udalib.presets import RunConfig, resolve, synthcity_cache_dir
+
+
+def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), size=(64, 128), **train) -> RunConfig:
+    """The quick preset of `method` shrunk to a few images and iterations (same code paths)."""
+    cfg = resolve(method, "quick", out_dir=str(tmp_path / method))
+    data = dataclasses.replace(cfg.data, synthcity_counts=counts, synthcity_size=size, source_size=(32, 64),
+                               target_size=(32, 64), eval_size=(32, 64))
+    data = dataclasses.replace(data, source_root=str(synthcity_cache_dir(data)), target_root=str(
+        synthcity_cache_dir(data)))
+    t = dataclasses.replace(cfg.train, iters=iters, max_iters=max(iters * 2, cfg.train.max_iters // 100),
+                            batch_source=2, batch_target=2, eval_every=iters, checkpoint_every=iters,
+                            log_every=1, **train)
+    return dataclasses.replace(cfg, data=data, train=t)

@@ -1,0 +1,215 @@
+"""The ``udalib`` command: train, evaluate, data (synthcity | check), pseudo-label, reproduce.
+
+Every subcommand uses the same presets as the chapters, so a number is reproducible from either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  udalib data synthcity --out data/synthcity                 # the embedded pair (quick size, < 1 min)
+  udalib train --method source_only --preset quick           # CPU, a few minutes, prints per-class IoU
+  udalib train --method adaptsegnet_multi --preset paper --data-root /data/GTA5 --target-root /data/cityscapes
+  udalib evaluate --checkpoint runs/quick/source_only/seed0/checkpoint_0000600.pt --method source_only
+  udalib evaluate --pred-dir preds/ --gt-dir /data/cityscapes/gtFine/val     # score PNG predictions
+  udalib data check /data/GTA5 --dataset gta5                # find broken pairs before training
+  udalib reproduce --preset quick --methods source_only oracle --seeds 0 1 2
+"""
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="source_only", help="method / variant name (see `udalib train --list`)")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="quick: small model on SynthCity, CPU; paper: ResNet-101 at full resolution, CUDA")
+    p.add_argument("--dataset", default=None, help="synthcity | gta5 | synthia (default: preset's)")
+    p.add_argument("--data-root", default=None, help="source dataset folder (SynthCity: folder with source/ target/)")
+    p.add_argument("--target-root", default=None, help="Cityscapes folder (leftImg8bit/, gtFine/)")
+    p.add_argument("--iters", type=int, default=None, help="iterations to train (default: preset's)")
+    p.add_argument("--backbone", default=None, help="small | resnet101 | vgg16")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--out-dir", default=None, help="run folder (default runs/<preset>/<method>/seed<N>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="udalib", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a method and print its target-val per-class IoU and mIoU")
+    _add_run_args(p)
+    p.add_argument("--resume", default=None, help="checkpoint file, or 'auto' for the latest in --out-dir")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out-dir that holds a run")
+    p.add_argument("--results", action="store_true", help="also add the record to results/<preset>/<method>.json")
+    p.add_argument("--list", action="store_true", help="list the methods and exit")
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on target val, or score a folder of PNGs")
+    _add_run_args(p)
+    p.add_argument("--checkpoint", help="udalib checkpoint to evaluate")
+    p.add_argument("--ensemble", nargs=2, metavar=("CHECKPOINT", "WEIGHT"), action="append", default=[],
+                   help="add another model's upsampled logits with this weight (ADVENT's 0.5/0.5 ensemble)")
+    p.add_argument("--pred-dir", help="folder of predicted train-id PNGs (<city>/<stem>_leftImg8bit.png)")
+    p.add_argument("--gt-dir", help="ground-truth folder (gtFine/val) matching --pred-dir")
+    p.add_argument("--protocol", default="cityscapes19", help="cityscapes19 | synthia16 | crosscity13")
+    p.add_argument("--json", help="write the result as JSON here")
+
+    p = sub.add_parser("data", help="make or check datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("synthcity", help="generate the embedded SynthCity pair (GTA5 + Cityscapes layouts)")
+    q.add_argument("--out", required=True, help="output folder (gets source/ and target/)")
+    q.add_argument("--size", nargs=2, type=int, default=[128, 256], metavar=("H", "W"))
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--counts", nargs=3, type=int, default=[2000, 500, 200],
+                   metavar=("SOURCE", "TARGET_TRAIN", "TARGET_VAL"))
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    q = dsub.add_parser("check", help="report pairs, size mismatches, unknown ids and class frequencies")
+    q.add_argument("root")
+    q.add_argument("--dataset", required=True, choices=["gta5", "cityscapes", "synthia", "crosscity", "folder"])
+    q.add_argument("--split", default=None)
+    q.add_argument("--city", default=None, help="Cross-City: Rio | Rome | Taipei | Tokyo")
+    q.add_argument("--id-map", default=None, help="folder: JSON {classes: [...], id_map: {raw: train}}")
+
+    p = sub.add_parser("pseudo-label", help="write class-wise-thresholded pseudo-labels for target train")
+    _add_run_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="folder for <city>/<stem>_pseudo_trainIds.png")
+    p.add_argument("--cap", type=float, default=0.9, help="upper bound of the class-wise thresholds")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("reproduce", help="run methods × seeds and write results/<preset>/<method>.json")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    p.add_argument("--methods", nargs="+", default=None, help="default: every method")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--results-root", default=None, help="default: the repository's results/")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--target-root", default=None)
+    return parser
+
+
+def _config(args, method: str | None = None, **extra):
+    from .presets import resolve
+
+    return resolve(method or args.method, args.preset, dataset=args.dataset, data_root=args.data_root,
+                   target_root=args.target_root, iters=args.iters, backbone=args.backbone, seed=args.seed,
+                   device=args.device, out_dir=args.out_dir, **extra)
+
+
+def cmd_train(args) -> int:
+    from . import pipeline, results
+    from .methods import VARIANTS
+
+    if args.list:
+        print("\n".join(sorted(VARIANTS)))
+        return 0
+    cfg = _config(args, resume=args.resume)
+    if args.overwrite:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, overwrite=True)
+    res = pipeline.run(cfg)
+    print(res.final.table())
+    print(f"last checkpoint: {res.out_dir}; metrics: {res.out_dir / 'metrics.json'}")
+    if res.best is not None:
+        print(f"best on target val (oracle selection): {res.best[1].main_miou:.1f} at iteration {res.best[0]}")
+    if args.results:
+        metrics = json.loads((res.out_dir / "metrics.json").read_text())
+        print(f"recorded in {results.append_record(results.record_from_metrics(metrics))}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, score_folders, write_json
+
+    if args.pred_dir:
+        if not args.gt_dir:
+            raise SystemExit("--pred-dir needs --gt-dir")
+        res = score_folders(args.pred_dir, args.gt_dir, args.protocol)
+    else:
+        if not args.checkpoint:
+            raise SystemExit("give --checkpoint (a udalib checkpoint) or --pred-dir/--gt-dir")
+        from .data.domains import build_domains
+        from .data.labels import get_protocol
+        from .presets import resolve_device
+        from .train import load_model_weights, segmenter_for
+
+        cfg = _config(args)
+        protocol = get_protocol(cfg.data.protocol)
+        device = resolve_device(cfg.train.device)
+
+        def load(path):
+            model = segmenter_for(cfg, protocol.num_classes)
+            load_model_weights(model, path)
+            return model.to(device)
+
+        others = [(load(p), float(w)) for p, w in args.ensemble]
+        res = evaluate(load(args.checkpoint), build_domains(cfg).target_val_loader(), protocol, device=device,
+                       ensemble=others)
+    print(res.table())
+    if args.json:
+        write_json(args.json, res.to_json())
+    return 0
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "synthcity":
+        from .data import synthcity
+
+        spec = synthcity.SynthCitySpec(seed=args.seed, height=args.size[0], width=args.size[1],
+                                       n_source=args.counts[0], n_target_train=args.counts[1],
+                                       n_target_val=args.counts[2])
+        root = synthcity.generate(args.out, spec, workers=args.workers, overwrite=args.overwrite)
+        print(f"SynthCity written to {root}: source/ (GTA5 layout), target/ (Cityscapes layout)")
+        return 0
+    from .data.check import check_dataset, format_report
+
+    report = check_dataset(args.root, args.dataset, split=args.split, city=args.city, id_map=args.id_map)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_pseudo_label(args) -> int:
+    from .data.domains import build_domains
+    from .data.labels import get_protocol
+    from .presets import resolve_device
+    from .pseudo_labels import generate_pseudo_labels
+    from .train import load_model_weights, segmenter_for
+
+    cfg = _config(args)
+    protocol = get_protocol(cfg.data.protocol)
+    model = segmenter_for(cfg, protocol.num_classes)
+    load_model_weights(model, args.checkpoint)
+    device = resolve_device(cfg.train.device)
+    stats = generate_pseudo_labels(model.to(device), build_domains(cfg).pseudo_label_loader(), args.out,
+                                   num_classes=protocol.num_classes, label_size=cfg.data.synthcity_size
+                                   if cfg.data.target == "synthcity" else (1024, 2048), cap=args.cap,
+                                   device=device, overwrite=args.overwrite)
+    print(json.dumps(stats, indent=1, default=float))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    reproduce(args.preset, methods=args.methods, seeds=args.seeds, results_root=args.results_root,
+              data_root=args.data_root, target_root=args.target_root)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "pseudo-label": cmd_pseudo_label,
+               "reproduce": cmd_reproduce}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        print(f"udalib {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""From a RunConfig to the run's data: the labelled stream, the unlabelled target stream and target val.
+
+SynthCity is read through the same GTA5 and Cityscapes loaders as the real data (it is written in their layouts),
+so every quick run exercises the real loaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from . import synthcity
+from .cityscapes import Cityscapes
+from .gta5 import GTA5
+from .labels import get_protocol
+from .sampling import ClassBalancedSampler, class_presence
+from .synthia import SYNTHIA
+from .transforms import eval_transform, train_transform
+
+if TYPE_CHECKING:
+    from ..methods.base import Batch
+    from ..presets import RunConfig
+
+
+class ResumableDraws(Sampler[int]):
+    """Endless class-balanced draws (one sampler "epoch" after another) starting at draw `start`, so a resumed
+    run continues the same sequence."""
+
+    def __init__(self, base: ClassBalancedSampler, start: int = 0):
+        self.base, self.start = base, start
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.base.num_samples)
+        while True:
+            for i, (_, index) in enumerate(self.base.draws(epoch)):
+                if i >= offset:
+                    yield index
+            epoch, offset = epoch + 1, 0
+
+
+def ensure_synthcity(cfg: "RunConfig") -> Path:
+    """Generate the run's SynthCity set if its folder does not hold it yet (cached, keyed by the spec)."""
+    d = cfg.data
+    h, w = d.synthcity_size
+    n_src, n_tr, n_val = d.synthcity_counts
+    spec = synthcity.SynthCitySpec(seed=0, height=h, width=w, n_source=n_src, n_target_train=n_tr,
+                                   n_target_val=n_val)
+    return synthcity.ensure(d.source_root, spec)
+
+
+@dataclass
+class Domains:
+    cfg: "RunConfig"
+    labelled: Dataset  # source train (or target train for the oracle / self-training)
+    target_train: Dataset | None
+    target_val: Dataset
+    labelled_eval: Dataset  # the labelled set without augmentation, for one-off passes (SDCA's estimator)
+
+    def _stream(self, ds: Dataset, batch: int, seed: int, start_step: int, balanced: bool) -> Iterator["Batch"]:
+        from ..train import infinite_loader
+
+        sampler = None
+        if balanced:
+            base = ClassBalancedSampler(self._presence(ds), num_samples=len(ds), seed=seed)
+            sampler = ResumableDraws(base, start_step * batch)
+        return infinite_loader(ds, batch, seed=seed, start_step=start_step, num_workers=self.cfg.data.num_workers,
+                               sampler=sampler, pin_memory=torch.cuda.is_available())
+
+    def _presence(self, ds: Dataset) -> np.ndarray:
+        """Which classes each labelled image contains, scanned once and cached beside the other caches."""
+        from ..presets import _key, cache_root
+
+        k = get_protocol(self.cfg.data.protocol).num_classes
+        path = cache_root() / "presence" / f"{_key([str(getattr(ds, 'root', '')), len(ds), k])}.npy"
+        if path.exists():
+            return np.load(path)
+        presence = class_presence(ds, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, presence)
+        return presence
+
+    def source_stream(self, batch: int, *, seed: int, start_step: int) -> Iterator["Batch"]:
+        balanced = self.cfg.data.source_sampling == "class_balanced"
+        return self._stream(self.labelled, batch, seed, start_step, balanced)
+
+    def target_stream(self, batch: int, *, seed: int, start_step: int) -> Iterator["Batch"]:
+        if self.target_train is None:
+            raise ValueError(f"method {self.cfg.method!r} asked for target batches but the run has no target set")
+        return self._stream(self.target_train, batch, seed, start_step, False)
+
+    def source_eval_loader(self, batch: int = 4) -> DataLoader:
+        return DataLoader(self.labelled_eval, batch_size=batch, shuffle=False, num_workers=self.cfg.data.num_workers)
+
+    def pseudo_label_loader(self, batch: int = 4) -> DataLoader:
+        """Target train at the network's input size, in order, for pseudo-labelling (labels unused)."""
+        d = self.cfg.data
+        target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
+        ds = Cityscapes(target_root, "train", eval_transform(size=d.target_size, normalization=d.normalization),
+                        protocol=get_protocol(d.protocol))
+        return DataLoader(ds, batch_size=batch, shuffle=False, num_workers=d.num_workers)
+
+    def target_val_loader(self, *, rank: int = 0, world: int = 1, batch: int = 4) -> DataLoader:
+        ds = self.target_val if world == 1 else Subset(self.target_val, range(rank, len(self.target_val), world))
+        return DataLoader(ds, batch_size=batch, shuffle=False, num_workers=self.cfg.data.num_workers)
+
+
+def build_domains(cfg: "RunConfig") -> Domains:
+    from ..methods import method_class
+
+    d = cfg.data
+    protocol = get_protocol(d.protocol)
+    if d.source == "synthcity" or d.target == "synthcity":
+        ensure_synthcity(cfg)
+    norm = d.normalization
+    src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug)
+    src_plain = train_transform(size=d.source_size, normalization=norm)
+    tgt_tf = train_transform(size=d.target_size, normalization=norm)
+    val_tf = eval_transform(size=d.eval_size, normalization=norm)
+
+    target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
+    target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol)
+    target_val = Cityscapes(target_root, "val", val_tf, protocol=protocol)
+
+    if method_class(cfg.method).trains_on_target_labels:
+        # Oracle (target GT) or self-training (target pseudo-labels): the labelled set is target train.
+        labelled = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
+        plain = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
+    elif d.source in ("synthcity", "gta5"):
+        root = Path(d.source_root) / "source" if d.source == "synthcity" else Path(d.source_root)
+        labelled = GTA5(root, src_tf, protocol=protocol)
+        plain = GTA5(root, src_plain, protocol=protocol)
+    elif d.source == "synthia":
+        labelled = SYNTHIA(d.source_root, src_tf, protocol=protocol)
+        plain = SYNTHIA(d.source_root, src_plain, protocol=protocol)
+    else:
+        raise ValueError(f"unknown source dataset {d.source!r}; expected synthcity, gta5 or synthia")
+    return Domains(cfg, labelled, target_train, target_val, plain)
+
+
+def domain_samples(cfg: "RunConfig", n: int = 4, split: str = "val") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A few raw (image, label) pairs of each domain for figures: returns (source items, target items)."""
+    dom = build_domains(cfg)
+    pick = lambda ds: [ds[i] for i in range(min(n, len(ds)))]  # noqa: E731
+    return pick(dom.labelled_eval), pick(dom.target_val if split == "val" else dom.target_train)

@@ -1,0 +1,63 @@
+"""The contract between a method and the one trainer (``udalib/train.py``).
+
+A method composes losses into one training iteration. The trainer owns the segmenter's optimiser, the schedule,
+autocast, accumulation and checkpoints; it calls `training_step` once per micro-batch and never looks inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Batch:
+    """A collated batch on the training device: image (B, 3, H, W), label (B, H, W) train ids, 255 = ignore."""
+
+    image: Tensor
+    label: Tensor
+    meta: dict[str, Any]
+
+
+Backward = Callable[[Tensor], None]
+
+
+class Method(nn.Module):
+    """Base class. Subclasses register auxiliary networks (discriminators) and state (banks, estimators) as
+    submodules/buffers so that ``state_dict()`` puts them in the checkpoint; the segmenter is *not* a submodule.
+
+    Class attributes describe what data the method needs, so the run builder (not the trainer loop) can wire it.
+    """
+
+    uses_target: ClassVar[bool] = True  # needs unlabelled target batches
+    trains_on_target_labels: ClassVar[bool] = False  # oracle: the labelled domain is the target train set
+
+    def __init__(self, cfg: Any, num_classes: int, total_iters: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.total_iters = total_iters  # the run's length, for methods whose schedule depends on it
+
+    def aux_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimisers of auxiliary networks; the trainer zeroes, schedules (poly) and steps them with the
+        segmenter's optimiser, after the accumulation loop. Their base LR is each group's ``initial_lr``."""
+        return []
+
+    def prepare(self, model: nn.Module, source_loader: Any, device: torch.device) -> None:
+        """One-off work before the first iteration of a fresh run (not on resume): e.g. SDCA's estimator pass."""
+
+    def training_step(self, model: nn.Module, source: Batch, target: Batch | None, step: int,
+                      backward: Backward) -> dict[str, Tensor]:
+        """Compute the losses of one (micro-)batch and call `backward(loss)` on each loss to backpropagate
+        (it applies accumulation and fp16 scaling). Returns detached scalars named for logging."""
+        raise NotImplementedError
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """Freeze or unfreeze a network (discriminators during the generator's adversarial backward, spec §3.4)."""
+    for p in module.parameters():
+        p.requires_grad_(flag)

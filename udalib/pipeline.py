@@ -1,0 +1,77 @@
+"""Multi-stage runs: a run whose ``init_checkpoint`` is ``"stage:<method>"`` starts from the last checkpoint of
+that method's run under the same preset, data, model and seed, trained once and cached (keyed by its config)
+under ``$UDABOOK_CACHE/stages``. This is how every quick chapter adapts from one shared source-only model, as the
+seeds adapt from a source-pretrained network, and how SDCA chains its stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .presets import RunConfig, _key, cache_root, resolve
+from .train import TrainResult, train
+
+STAGE_PREFIX = "stage:"
+
+
+def stage_config(cfg: RunConfig, method: str) -> RunConfig:
+    """The config of the stage `method` that `cfg` starts from: same preset, data roots, backbone, seed, device."""
+    t = cfg.train
+    stage = resolve(method, cfg.preset, dataset=None if cfg.preset == "quick" else cfg.data.source,
+                    data_root=cfg.data.source_root, target_root=cfg.data.target_root, backbone=t.backbone,
+                    seed=t.seed, device=t.device)
+    key = _key(stage.to_dict())
+    return dataclasses.replace(stage, out_dir=str(cache_root() / "stages" / f"{method}-{key}"), resume="auto")
+
+
+def stage_checkpoint(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:
+    """Path of the final checkpoint of stage `method` for `cfg`, training it first if the cache lacks it."""
+    stage = stage_config(cfg, method)
+    out = Path(stage.out_dir)
+    final = out / f"checkpoint_{stage.train.iters:07d}.pt"
+    if not final.exists():
+        print(f"training stage {method!r} into the cache {out} (once per preset and seed)")
+        run(stage, progress=progress)
+    return final
+
+
+def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:
+    """Folder of pseudo-labels made by stage `method`'s final model on target train (cached like the stage)."""
+    from .data.domains import build_domains
+    from .data.labels import get_protocol
+    from .presets import resolve_device
+    from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
+    from .train import load_model_weights, segmenter_for
+
+    ckpt = stage_checkpoint(cfg, method, progress=progress)
+    out = ckpt.parent / "pseudo_labels"
+    if not (out / THRESHOLDS_FILE).exists():
+        stage = stage_config(cfg, method)
+        protocol = get_protocol(stage.data.protocol)
+        model = segmenter_for(stage, protocol.num_classes)
+        load_model_weights(model, ckpt)
+        device = resolve_device(stage.train.device)
+        label_size = stage.data.synthcity_size if stage.data.target == "synthcity" else (1024, 2048)
+        generate_pseudo_labels(model.to(device), build_domains(stage).pseudo_label_loader(), out,
+                               num_classes=protocol.num_classes, label_size=label_size, device=device,
+                               overwrite=out.exists())
+    return out
+
+
+def resolve_stages(cfg: RunConfig, *, progress: str = "lines") -> RunConfig:
+    """Replace ``stage:<method>`` references (initial weights, pseudo-label folder) by cached stage outputs."""
+    init = cfg.train.init_checkpoint
+    if init and init.startswith(STAGE_PREFIX):
+        path = stage_checkpoint(cfg, init[len(STAGE_PREFIX):], progress=progress)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_checkpoint=str(path)))
+    pl = cfg.data.pseudo_label_dir
+    if pl and pl.startswith(STAGE_PREFIX):
+        folder = stage_pseudo_labels(cfg, pl[len(STAGE_PREFIX):], progress=progress)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=str(folder)))
+    return cfg
+
+
+def run(cfg: RunConfig, *, progress: str = "bar") -> TrainResult:
+    """Train `cfg`, first training (or reusing) the stages it starts from."""
+    return train(resolve_stages(cfg, progress=progress), progress=progress)

@@ -1,0 +1,413 @@
+"""The one trainer every method uses (iteration-based, as the seeds are).
+
+It owns: the segmenter's SGD optimiser (heads at 10× LR), the poly schedule with an early stop, autocast
+(bf16 on CUDA; fp16 with a scaler as an option), channels_last, gradient accumulation, atomic checkpoints with
+everything needed to resume the same run, periodic target-val evaluation (last and, labelled as such, best),
+TensorBoard scalars, a progress bar, and DDP when started with ``torchrun``. A method plugs in through
+``udalib.methods.base.Method``; the trainer never branches on which method it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .data.domains import build_domains
+from .data.labels import get_protocol
+from .evaluate import EvalResult, evaluate, write_json
+from .methods import build_method
+from .methods.base import Batch, Method
+from .models import build_model
+from .presets import RunConfig, resolve_device
+
+CHECKPOINT_NAME = "checkpoint_{step:07d}.pt"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data: infinite, deterministic streams, so a resumed run sees the same batches as an uninterrupted one
+
+
+class StepSampler(Sampler[int]):
+    """Infinite stream of indices: epoch e is a permutation seeded by (seed, e); it starts at sample `start`.
+
+    The stream is a pure function of (n, seed, start), which is what makes resume exact.
+    """
+
+    def __init__(self, n: int, seed: int, start: int = 0, shuffle: bool = True):
+        if n == 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.n, self.seed, self.start, self.shuffle = n, seed, start, shuffle
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.n)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(self.n, generator=g).tolist() if self.shuffle else list(range(self.n))
+            yield from order[offset:]
+            epoch, offset = epoch + 1, 0
+
+
+def _seed_worker(worker_id: int) -> None:
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int, start_step: int, num_workers: int,
+                    sampler: Sampler | None = None, pin_memory: bool = False) -> Iterator[Batch]:
+    sampler = sampler or StepSampler(len(dataset), seed, start_step * batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
+                        pin_memory=pin_memory, worker_init_fn=_seed_worker, persistent_workers=num_workers > 0)
+    for image, label, meta in loader:
+        yield Batch(image, label, meta)
+
+
+def _to_device(b: Batch, device: torch.device, channels_last: bool) -> Batch:
+    image = b.image.to(device, non_blocking=True)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    return Batch(image, b.label.to(device, non_blocking=True), b.meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distributed helpers (torchrun): each rank draws its own batches; gradients are averaged before every step.
+
+
+def _dist_setup(device: torch.device) -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(params: list[nn.Parameter], world: int) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def poly_factor(step: int, max_iters: int, power: float) -> float:
+    """LR multiplier (1 − step/max_iters)^power; the horizon lies beyond the stop, so it never reaches 0."""
+    return (1.0 - min(step, max_iters) / max_iters) ** power
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+
+def git_revision() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def segmenter_for(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """Build the run's segmenter (shared by training, evaluation and pseudo-labelling)."""
+    t = cfg.train
+    kw: dict[str, Any] = dict(multi_level=t.multi_level, pretrained=t.pretrained)
+    if t.backbone == "resnet101":
+        kw.update(bn_mode=t.bn_mode, aspp_bug_compat=t.aspp_bug_compat)
+    elif t.backbone == "vgg16":
+        kw.update(aspp_bug_compat=t.aspp_bug_compat)
+    return build_model(t.backbone, num_classes, **kw)
+
+
+def load_model_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the segmenter of a udalib checkpoint (refusing another class count or architecture)."""
+    from .models.checkpoints import load_checkpoint_into
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    final: EvalResult | None
+    best: tuple[int, EvalResult] | None  # (step, result): selected on target val, i.e. an oracle choice
+    history: list[dict] = field(default_factory=list)  # logged losses and learning rates
+    evals: list[dict] = field(default_factory=list)  # periodic target-val mIoU
+    wall_s: float = 0.0
+    model: nn.Module | None = None
+    method: Method | None = None
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, *, progress: str = "bar"):
+        self.cfg = cfg
+        self.progress = progress  # bar | lines | none
+        self.device = resolve_device(cfg.train.device)
+        self.rank, self.world = _dist_setup(self.device)
+        self.protocol = get_protocol(cfg.data.protocol)
+        self.out_dir = Path(cfg.out_dir)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def _checkpoint_path(self, step: int) -> Path:
+        return self.out_dir / CHECKPOINT_NAME.format(step=step)
+
+    def _existing_checkpoints(self) -> list[Path]:
+        return sorted(self.out_dir.glob("checkpoint_*.pt"))
+
+    def save_checkpoint(self, step: int, model, opt, method, scaler) -> Path:
+        state = {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "aux_optimizers": [o.state_dict() for o in method.aux_optimizers()],
+            "method": method.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": _py_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": json.dumps(self.cfg.to_dict(), default=str),
+            "num_classes": self.protocol.num_classes,
+            "backbone": self.cfg.train.backbone,
+        }
+        path = self._checkpoint_path(step)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint under the real name
+        return path
+
+    def _resume_path(self) -> Path | None:
+        r = self.cfg.resume
+        if r is None:
+            return None
+        if r == "auto":
+            found = self._existing_checkpoints()
+            return found[-1] if found else None
+        if not Path(r).is_file():
+            raise FileNotFoundError(f"resume={r!r}: no such checkpoint file (or pass resume='auto')")
+        return Path(r)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg, t, device = self.cfg, self.cfg.train, self.device
+        resume = self._resume_path()
+        if resume is None and self._existing_checkpoints() and not cfg.overwrite:
+            raise FileExistsError(f"{self.out_dir} already holds checkpoints of a run; pass resume='auto' to "
+                                  "continue it, overwrite=True to start over beside them, or another out_dir")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(self.cfg.describe())
+        _seed_everything(t.seed + self.rank)
+
+        domains = build_domains(cfg)
+        model = segmenter_for(cfg, self.protocol.num_classes)
+        if t.init_checkpoint and resume is None:
+            load_model_weights(model, t.init_checkpoint)
+        model = model.to(device)
+        if t.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        method = build_method(cfg, self.protocol.num_classes).to(device)
+        groups = [{"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
+                  for g in model.parameter_groups()]
+        opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        aux_opts = method.aux_optimizers()
+        amp_dtype = _autocast_dtype(t.amp, device)
+        scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+
+        start = 0
+        if resume is not None:
+            start = self._load(resume, model, opt, method, scaler)
+            print(f"resumed from {resume} at iteration {start}")
+        else:
+            method.prepare(model, domains.source_eval_loader(), device)
+
+        src_it = domains.source_stream(t.batch_source, seed=t.seed * 7 + self.rank, start_step=start * t.accum)
+        tgt_it = (domains.target_stream(t.batch_target, seed=t.seed * 13 + self.rank, start_step=start * t.accum)
+                  if method.uses_target else None)
+        trainable = [p for g in opt.param_groups for p in g["params"]]
+        aux_params = [p for o in aux_opts for g in o.param_groups for p in g["params"]]
+
+        def backward(loss: Tensor) -> None:
+            with torch.autocast(device.type, enabled=False):
+                loss = loss / t.accum
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+
+        writer = self._tensorboard()
+        result = TrainResult(self.out_dir, None, None)
+        pending: list[dict[str, Tensor]] = []
+        bar = self._bar(start, t.iters)
+        t0 = time.time()
+        model.train()
+        for step in range(start, t.iters):
+            factor = poly_factor(step, t.max_iters, t.poly_power)
+            for o in (opt, *aux_opts):
+                for g in o.param_groups:
+                    g["lr"] = g["initial_lr"] * factor
+                o.zero_grad(set_to_none=True)
+            for _ in range(t.accum):
+                src = _to_device(next(src_it), device, t.channels_last)
+                tgt = _to_device(next(tgt_it), device, t.channels_last) if tgt_it is not None else None
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    losses = method.training_step(model, src, tgt, step, backward)
+                pending.append(losses)
+            _average_gradients(trainable + aux_params, self.world)
+            for o in (opt, *aux_opts):
+                if scaler is not None:
+                    scaler.step(o)
+                else:
+                    o.step()
+            if scaler is not None:
+                scaler.update()
+            done = step + 1
+            if done % t.log_every == 0 or done == t.iters:
+                row = self._log(pending, done, opt, writer, bar)
+                result.history.append(row)
+                pending = []
+            if done % t.checkpoint_every == 0 or done == t.iters:
+                if self.rank == 0:
+                    self.save_checkpoint(done, model, opt, method, scaler)
+            if done % t.eval_every == 0 or done == t.iters:
+                res = self.evaluate(model, domains)
+                result.evals.append({"step": done, "miou": res.main_miou})
+                if writer is not None:
+                    writer.add_scalar("val/miou", res.main_miou, done)
+                if result.best is None or res.main_miou > result.best[1].main_miou:
+                    result.best = (done, res)
+                result.final = res
+                self._say(f"iter {done}: target-val mIoU {res.main_miou:.1f}")
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        result.wall_s = time.time() - t0
+        result.model, result.method = model, method
+        if result.final is not None and self.rank == 0:
+            write_json(self.out_dir / "metrics.json", self.metrics(result))
+        return result
+
+    def _load(self, path: Path, model, opt, method, scaler) -> int:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for o, s in zip(method.aux_optimizers(), state["aux_optimizers"]):
+            o.load_state_dict(s)
+        method.load_state_dict(state["method"])
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(_np_unpack(rng["numpy"]))
+        random.setstate(_py_unpack(rng["python"]))
+        if torch.cuda.is_available() and rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return int(state["step"])
+
+    def evaluate(self, model: nn.Module, domains) -> EvalResult:
+        amp = _autocast_dtype(self.cfg.train.amp, self.device)
+        return evaluate(model, domains.target_val_loader(rank=self.rank, world=self.world), self.protocol,
+                        device=self.device, amp_dtype=amp)
+
+    def metrics(self, result: TrainResult) -> dict:
+        """The run's metrics record (results-file format of ARCHITECTURE.md, plus provenance)."""
+        final = result.final
+        rec = {"method": self.cfg.method, "preset": self.cfg.preset, "seed": self.cfg.train.seed,
+               "iters": self.cfg.train.iters, **final.to_json(), "checkpoint": "last",
+               "wall_s": round(result.wall_s, 1), "device": self.device.type, "git": git_revision(),
+               "best_on_target_val": {"step": result.best[0], "miou": result.best[1].main_miou,
+                                      "note": "selected on the target val set (oracle model selection)"},
+               "evals": result.evals}
+        if self.device.type == "cuda":
+            rec["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return rec
+
+    # -- logging -----------------------------------------------------------------------------------------------
+    def _log(self, pending: list[dict[str, Tensor]], step: int, opt, writer, bar) -> dict:
+        # One host sync per log interval, not per iteration.
+        names = sorted({k for d in pending for k in d})
+        stacked = torch.stack([torch.stack([d[k].float() for d in pending if k in d]).mean() for k in names])
+        values = dict(zip(names, stacked.tolist()))
+        row = {"step": step, "lr": opt.param_groups[0]["lr"], **values}
+        if writer is not None:
+            for k, v in values.items():
+                writer.add_scalar(f"train/{k}", v, step)
+            writer.add_scalar("train/lr", row["lr"], step)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+        elif self.progress == "lines" and self.rank == 0:
+            print(f"iter {step}: " + " ".join(f"{k}={v:.4g}" for k, v in values.items()), flush=True)
+        with open(self.out_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        return row
+
+    def _tensorboard(self):
+        if self.rank != 0:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a dependency, but a trimmed environment should still train
+            return None
+        return SummaryWriter(str(self.out_dir / "tb"))
+
+    def _bar(self, start: int, total: int):
+        if self.progress != "bar" or self.rank != 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=start, desc=self.cfg.method, mininterval=2.0)
+
+    def _say(self, text: str) -> None:
+        if self.rank == 0 and self.progress != "none":
+            print(text, flush=True)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# RNG states travel through weights_only checkpoints as tensors and plain lists.
+def _np_state() -> dict:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss}
+
+
+def _np_unpack(s: dict):
+    return ("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"])
+
+
+def _py_state() -> dict:
+    version, internal, gauss = random.getstate()
+    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+
+
+def _py_unpack(s: dict):
+    return (s["version"], tuple(int(v) for v in s["internal"].tolist()), s["gauss"])
+
+
+def train(cfg: RunConfig, *, progress: str = "bar") -> TrainResult:
+    """Train one run end to end (what the CLI and the chapters call)."""
+    return Trainer(cfg, progress=progress).fit()
