@@ -99,6 +99,7 @@ class DeepLabSegmenter(nn.Module):
         self.train(self.training)
 
     def _batchnorms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        # The private base class also matches SyncBatchNorm, after DDP's convert_sync_batchnorm.
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def train(self, mode: bool = True) -> DeepLabSegmenter:

@@ -1,0 +1,96 @@
+"""Every registered method, one CPU step on tiny SynthCity batches (STYLE.md #12), plus the adversarial
+component's gradient isolation: the generator term never trains a discriminator, the discriminator term never
+trains the segmenter."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from udalib.data.domains import build_domains
+from udalib.methods import VARIANTS, build_method
+from udalib.methods.adaptsegnet import AdaptSegNet, AdaptSegNetConfig
+from udalib.methods.base import Batch
+from udalib.methods.output_alignment import OutputDiscriminators, level_maps
+from udalib.models import build_model
+from udalib.train import segmenter_for
+
+from tiny_runs import tiny_config
+
+
+def _batches(cfg):
+    dom = build_domains(cfg)
+    take = lambda ds: Batch(*[torch.stack([ds[i][j] for i in range(2)]) for j in (0, 1)], meta={})  # noqa: E731
+    return dom, take(dom.labelled), take(dom.target_train)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_one_step_of_every_method(name, tiny_cache, tmp_path):
+    cfg = tiny_config(name, tmp_path, init_checkpoint=None)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=None,
+                                                            source_sampling="uniform"))
+    torch.manual_seed(0)
+    model = segmenter_for(cfg, 19)
+    method = build_method(cfg, 19)
+    dom, src, tgt = _batches(cfg)
+    method.prepare(model, dom.source_eval_loader(), torch.device("cpu"))
+    model.train()
+    losses = method.training_step(model, src, tgt if method.uses_target else None, 0, lambda loss: loss.backward())
+    assert losses and all(torch.isfinite(v).all() for v in losses.values()), losses
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: no gradient for {missing[:5]}"
+    for opt in method.aux_optimizers():
+        for group in opt.param_groups:
+            assert all(p.grad is not None for p in group["params"]), f"{name}: an auxiliary network got no grad"
+    clone = build_method(cfg, 19)
+    clone.load_state_dict(method.state_dict())
+    for (k, a), b in zip(method.state_dict().items(), clone.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def _model_and_maps():
+    torch.manual_seed(0)
+    model = build_model("small", 5, multi_level=True)
+    xs, xt = torch.randn(2, 3, 32, 64), torch.randn(2, 3, 32, 64)
+    return model, level_maps(model(xs), (32, 64), lambda p: p), level_maps(model(xt), (32, 64), lambda p: p)
+
+
+def test_adversarial_term_does_not_reach_the_discriminator():
+    model, _, maps_t = _model_and_maps()
+    disc = OutputDiscriminators(5, {"aux": 0.0002, "main": 0.001}, lr=1e-4, gan="bce")
+    disc.generator_step(maps_t).backward()
+    assert all(p.grad is None for p in disc.parameters())
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_discriminator_loss_does_not_reach_the_segmenter():
+    model, maps_s, maps_t = _model_and_maps()
+    disc = OutputDiscriminators(5, {"aux": 0.0002, "main": 0.001}, lr=1e-4, gan="ls")
+    logs = disc.discriminator_step(maps_s, maps_t, lambda loss: loss.backward())
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad is not None for p in disc.parameters())
+    assert set(logs) >= {"d_main", "d_aux", "d_main_src_out", "d_main_tgt_out"}
+
+
+def test_single_level_builds_only_the_main_discriminator():
+    m = AdaptSegNet(AdaptSegNetConfig(lambda_seg_aux=0, lambda_adv_aux=0, lambda_adv_main=0.001), 19)
+    assert list(m.disc.nets) == ["main"] and len(m.aux_optimizers()) == 1
+
+
+def test_paper_presets_carry_the_published_weights():
+    from udalib.methods import method_config
+
+    multi, _, train = method_config("adaptsegnet_multi", "paper", "gta5")
+    assert (multi.lambda_seg_aux, multi.lambda_adv_aux, multi.lambda_adv_main, multi.gan) == (0.1, 0.0002, 0.001,
+                                                                                              "bce")
+    assert (train["iters"], train["max_iters"]) == (150_000, 250_000)
+    single, _, _ = method_config("adaptsegnet_single", "paper", "gta5")
+    assert (single.lambda_adv_main, single.lambda_adv_aux) == (0.001, 0.0)
+    ls, _, _ = method_config("adaptsegnet_ls", "paper", "gta5")
+    assert (ls.lambda_adv_main, ls.gan) == (0.01, "ls")
+    adv, _, train = method_config("advent", "paper", "gta5")
+    assert (adv.lambda_adv_main, adv.lambda_adv_aux, train["iters"]) == (0.001, 0.0002, 120_000)
+    ment, _, _ = method_config("minent", "paper", "gta5")
+    assert (ment.lambda_ent_main, ment.lambda_ent_aux) == (0.001, 0.0002)

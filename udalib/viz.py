@@ -1,0 +1,586 @@
+"""The book's pictures: every chapter draws with these functions, and the library's losses never plot.
+
+Each plotting function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (so a notebook shows it
+once, as the cell's value, and scripts can ``fig.savefig(...)`` it). Helpers that compute what is plotted (class
+frequencies, the sky line, pixel features of a model, entropy maps, class-mean similarities) return arrays, so a
+chapter can print the numbers as well as draw them.
+
+Conventions: images are (H, W, 3) uint8 RGB (``udalib.data.transforms.denormalize`` turns a network input back into
+one); labels and predictions are (H, W) train ids with 255 = void, coloured with ``udalib.data.labels.colorize``
+(void is black). Example::
+
+    from udalib import viz
+    src, tgt = domain_samples(cfg, n=3)
+    viz.show_samples(src, tgt, protocol, cfg.data.normalization)            # image | label | overlay
+    pix = viz.collect_pixels(model, loader, n_images=16)                  # features, labels, predictions
+    viz.plot_tsne({"source": pix_s, "target": pix_t}, protocol)           # by class and by domain
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from .data.labels import CITYSCAPES19, IGNORE_INDEX, Protocol, colorize
+from .data.transforms import denormalize
+
+DOMAIN_COLOURS = {"source": "#1f77b4", "target": "#d62728"}  # also used for "before"/"after" pairs
+
+#: Published GTA5→Cityscapes mIoU (19 classes, ResNet-101 unless noted) per udalib result name, with where the
+#: number comes from. Specs: adaptsegnet_advent_globallocal.md §8, sdca.md §9.
+PUBLISHED: dict[str, tuple[float | None, str]] = {
+    "source_only": (36.6, "AdaptSegNet paper's baseline, ResNet-101"),
+    "oracle": (65.1, "trained on Cityscapes, AdaptSegNet figure, ResNet-101"),
+    "adaptsegnet_single": (41.4, "AdaptSegNet single-level"),
+    "adaptsegnet_multi": (42.4, "AdaptSegNet multi-level"),
+    "adaptsegnet_ls": (44.1, "AdaptSegNet LS-GAN, single-level (README figure)"),
+    "minent": (42.3, "ADVENT paper, MinEnt"),
+    "advent": (43.8, "ADVENT paper, AdvEnt"),
+    "advent_minent_ensemble": (45.5, "ensemble of AdvEnt and MinEnt+ER logits, 0.5/0.5"),
+    "globallocal": (None, "no published number found"),
+    "sdca": (None, "stage 3 alone: not published"),
+    "sdca_ssl": (52.9, "SDCA after self-training, ResNet-101 (VGG-16: 47.3)"),
+}
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _as_numpy_label(label: Tensor | np.ndarray) -> np.ndarray:
+    return label.detach().cpu().numpy() if isinstance(label, Tensor) else np.asarray(label)
+
+
+def to_rgb(image: Tensor | np.ndarray, normalization: str) -> np.ndarray:
+    """A network input (3, H, W) tensor → (H, W, 3) uint8 RGB; uint8 arrays pass through."""
+    if isinstance(image, np.ndarray):
+        return image
+    return denormalize(image, normalization)
+
+
+def overlay(image: np.ndarray, label: np.ndarray, protocol: Protocol = CITYSCAPES19, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colourised label over the image; void pixels keep the image."""
+    if image.shape[:2] != label.shape:
+        image = np.asarray(_resize_rgb(image, label.shape))
+    colour = colorize(label, protocol).astype(np.float32)
+    out = image.astype(np.float32)
+    mask = label != IGNORE_INDEX
+    out[mask] = (1 - alpha) * out[mask] + alpha * colour[mask]
+    return out.round().astype(np.uint8)
+
+
+def _resize_rgb(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
+
+
+def _off(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def class_legend(fig: Figure, protocol: Protocol = CITYSCAPES19, present: Iterable[int] | None = None,
+                 ncol: int = 10) -> None:
+    """Add a colour legend of the classes (those in `present`, or all) below the figure."""
+    from matplotlib.patches import Patch
+
+    ids = sorted(set(present)) if present is not None else range(protocol.num_classes)
+    handles = [Patch(color=protocol.palette[i] / 255, label=protocol.classes[i]) for i in ids
+               if i < protocol.num_classes]
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=7, frameon=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The data chapter: samples, class frequencies, colour statistics, camera height
+
+
+def show_samples(source: Sequence, target: Sequence, protocol: Protocol = CITYSCAPES19,
+                 normalization: str = "imagenet_rgb", alpha: float = 0.5) -> Figure:
+    """Rows of image | colourised label | overlay, source samples first, then target samples.
+
+    `source`, `target`: sequences of dataset items ``(image, label, meta)`` (image as network input or uint8 RGB).
+    """
+    rows = [("source", s) for s in source] + [("target", t) for t in target]
+    fig = _figure(9, 1.6 * len(rows) + 0.6)
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    present: set[int] = set()
+    for r, (domain, item) in enumerate(rows):
+        image, label = to_rgb(item[0], normalization), _as_numpy_label(item[1])
+        present |= set(np.unique(label).tolist())
+        for c, (pic, name) in enumerate([(image, "image"), (colorize(label, protocol), "label"),
+                                         (overlay(image, label, protocol, alpha), "overlay")]):
+            axes[r, c].imshow(pic, interpolation="nearest")
+            _off(axes[r, c])
+            if r == 0 or rows[r - 1][0] != domain:
+                axes[r, c].set_title(f"{domain}: {name}", fontsize=9)
+        axes[r, 0].set_ylabel(domain, color=DOMAIN_COLOURS[domain])
+    class_legend(fig, protocol, present - {IGNORE_INDEX})
+    return fig
+
+
+def class_pixel_frequencies(dataset, num_classes: int, n: int | None = None) -> np.ndarray:
+    """(K,) fraction of labelled pixels of each class over the first `n` items of `dataset` (void excluded)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in range(min(n or len(dataset), len(dataset))):
+        label = _as_numpy_label(dataset[i][1]).reshape(-1)
+        label = label[label < num_classes]
+        counts += np.bincount(label, minlength=num_classes)
+    return counts / max(counts.sum(), 1)
+
+
+def plot_class_frequencies(freqs: Mapping[str, np.ndarray], classes: Sequence[str], log: bool = True) -> Figure:
+    """Grouped bars of per-class pixel frequency, one colour per domain (log scale shows the rare classes)."""
+    fig = _figure(10, 3.4)
+    ax = fig.subplots()
+    x = np.arange(len(classes))
+    width = 0.8 / len(freqs)
+    for i, (name, f) in enumerate(freqs.items()):
+        ax.bar(x + (i - (len(freqs) - 1) / 2) * width, np.asarray(f) * 100, width, label=name,
+               color=DOMAIN_COLOURS.get(name))
+    ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("% of labelled pixels")
+    if log:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("class frequencies")
+    return fig
+
+
+def plot_rgb_histograms(images: Mapping[str, Sequence[np.ndarray]], bins: int = 64) -> Figure:
+    """Per-channel intensity histograms (R, G, B panels) of each domain's uint8 (H, W, 3) images."""
+    fig = _figure(10, 2.8)
+    axes = fig.subplots(1, 3, sharey=True)
+    edges = np.linspace(0, 256, bins + 1)
+    for name, imgs in images.items():
+        stack = np.concatenate([np.asarray(im).reshape(-1, 3) for im in imgs])
+        for ch, ax in enumerate(axes):
+            hist, _ = np.histogram(stack[:, ch], bins=edges, density=True)
+            ax.step(edges[:-1], hist, where="post", label=f"{name} (mean {stack[:, ch].mean():.0f})",
+                    color=DOMAIN_COLOURS.get(name))
+    for ch, ax in zip("RGB", axes):
+        ax.set_title(f"{ch} channel")
+        ax.set_xlabel("intensity")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("density")
+    return fig
+
+
+def sky_line(label: np.ndarray, sky_id: int) -> float:
+    """Mean row (as a fraction of the height) where the sky ends, over the columns whose top pixel is sky.
+
+    In a street scene the lowest sky pixel of a column lies on or above the horizon, so this tracks the camera:
+    a higher camera (pitched the same way) moves the horizon up the image.
+    """
+    label = _as_numpy_label(label)
+    is_sky = label == sky_id
+    cols = is_sky[0]
+    if not cols.any():
+        return float("nan")
+    first_not_sky = np.argmin(is_sky[:, cols], axis=0)  # first non-sky row per column (0 if all sky)
+    first_not_sky[first_not_sky == 0] = label.shape[0]
+    return float(first_not_sky.mean() / label.shape[0])
+
+
+def plot_sky_lines(lines: Mapping[str, Sequence[float]]) -> Figure:
+    """Histogram of per-image sky lines per domain (fraction of the image height from the top)."""
+    fig = _figure(6, 2.8)
+    ax = fig.subplots()
+    for name, v in lines.items():
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        ax.hist(v, bins=25, range=(0, 1), alpha=0.6, label=f"{name}: mean {v.mean():.2f}",
+                color=DOMAIN_COLOURS.get(name))
+    ax.set_xlabel("row where the sky ends (fraction of height from the top)")
+    ax.set_ylabel("images")
+    ax.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation pictures: confusion matrices, per-class IoU, overlays
+
+
+def plot_confusion(confusion: np.ndarray | Mapping[str, np.ndarray], classes: Sequence[str],
+                   title: str = "") -> Figure:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction); a mapping draws one per entry."""
+    mats = confusion if isinstance(confusion, Mapping) else {title: confusion}
+    fig = _figure(5.2 * len(mats), 5.0)
+    axes = np.atleast_1d(fig.subplots(1, len(mats)))
+    for ax, (name, mat) in zip(axes, mats.items()):
+        mat = np.asarray(mat, dtype=float)
+        norm = mat / np.maximum(mat.sum(1, keepdims=True), 1)
+        im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("ground truth")
+        ax.set_title(name)
+    fig.colorbar(im, ax=list(axes), shrink=0.7, label="fraction of the row")
+    return fig
+
+
+def plot_iou_bars(runs: Mapping[str, Mapping[str, float]], classes: Sequence[str] | None = None) -> Figure:
+    """Grouped per-class IoU bars (%), one group per class and one bar per run; the legend gives each mIoU."""
+    classes = list(classes or next(iter(runs.values())).keys())
+    fig = _figure(11, 3.4)
+    ax = fig.subplots()
+    x = np.arange(len(classes))
+    width = 0.8 / len(runs)
+    for i, (name, iou) in enumerate(runs.items()):
+        v = np.array([iou.get(c, np.nan) for c in classes], dtype=float)
+        ax.bar(x + (i - (len(runs) - 1) / 2) * width, np.nan_to_num(v), width,
+               label=f"{name} (mIoU {np.nanmean(v):.1f})")
+    ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    return fig
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor, size: tuple[int, int] | None = None,
+            device: str | torch.device = "cpu") -> Tensor:
+    """Softmax probabilities (B, K, H, W) of the main head, upsampled to `size` (default: the input size)."""
+    from .inference import predict_logits
+
+    was = model.training
+    model.eval()
+    try:
+        logits = predict_logits(model.to(device), images.to(device), size or tuple(images.shape[-2:]))
+    finally:
+        model.train(was)
+    return torch.softmax(logits, dim=1).cpu()
+
+
+def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                     preds: Mapping[str, Sequence[np.ndarray]], protocol: Protocol = CITYSCAPES19) -> Figure:
+    """Rows of image | ground truth | one column per model's prediction (e.g. before / after adaptation)."""
+    cols = ["image", "ground truth", *preds]
+    fig = _figure(2.6 * len(cols), 1.45 * len(images) + 0.8)
+    axes = fig.subplots(len(images), len(cols), squeeze=False)
+    present: set[int] = set()
+    for r, (img, lab) in enumerate(zip(images, labels)):
+        lab = _as_numpy_label(lab)
+        pics = [img, colorize(lab, protocol)] + [colorize(_as_numpy_label(p[r]), protocol) for p in preds.values()]
+        present |= set(np.unique(lab).tolist())
+        for c, pic in enumerate(pics):
+            axes[r, c].imshow(pic, interpolation="nearest")
+            _off(axes[r, c])
+            if r == 0:
+                axes[r, c].set_title(cols[c], fontsize=9)
+    class_legend(fig, protocol, present - {IGNORE_INDEX})
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Features: collect pixel representations, t-SNE, class-mean similarities
+
+
+@dataclass
+class PixelSample:
+    """Pixels of some images at the model's output stride: features (N, A), labels and predictions (N,)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    preds: np.ndarray
+
+
+@torch.no_grad()
+def collect_pixels(model: nn.Module, loader: Iterable, n_images: int = 16, device: str | torch.device = "cpu",
+                   per_image: int = 256, seed: int = 0) -> PixelSample:
+    """Run `model` on the first `n_images` of `loader` and keep up to `per_image` labelled pixels of each.
+
+    Features are the model's ``SegOutput.features`` (the backbone output feature-level losses act on);
+    ground truth is nearest-downsampled to their resolution (void dropped); predictions are the argmax there.
+    """
+    from .losses.contrastive import downsample_labels
+
+    rng = np.random.default_rng(seed)
+    feats, labs, preds, seen = [], [], [], 0
+    was = model.training
+    model.eval()
+    model.to(device)
+    try:
+        for batch in loader:
+            images, labels = batch[0], batch[1]
+            out = model(images.to(device))
+            f = out.features.float().cpu()  # (B, A, h, w)
+            y = downsample_labels(labels, f.shape[-2:])  # (B, h, w)
+            p = out.logits.argmax(1).cpu()  # (B, h, w)
+            for b in range(f.shape[0]):
+                if seen >= n_images:
+                    break
+                fb = f[b].flatten(1).t().numpy()  # (h*w, A)
+                yb, pb = y[b].reshape(-1).numpy(), p[b].reshape(-1).numpy()
+                keep = np.flatnonzero(yb != IGNORE_INDEX)
+                keep = rng.choice(keep, size=min(per_image, keep.size), replace=False)
+                feats.append(fb[keep])
+                labs.append(yb[keep])
+                preds.append(pb[keep])
+                seen += 1
+            if seen >= n_images:
+                break
+    finally:
+        model.train(was)
+    return PixelSample(np.concatenate(feats), np.concatenate(labs), np.concatenate(preds))
+
+
+def tsne_embed(samples: Mapping[str, PixelSample], max_points: int = 2000, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2-D t-SNE of pixels from several domains: (points (N, 2), labels (N,), domain index (N,)).
+
+    Each domain contributes an equal share of at most `max_points` (random, fixed seed); features are
+    L2-normalised first so the picture reflects directions, as the cosine-based losses do.
+    """
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    share = max_points // len(samples)
+    xs, ys, ds = [], [], []
+    for d, s in enumerate(samples.values()):
+        idx = rng.choice(len(s.labels), size=min(share, len(s.labels)), replace=False)
+        xs.append(s.features[idx])
+        ys.append(s.labels[idx])
+        ds.append(np.full(idx.size, d))
+    x = np.concatenate(xs).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+    emb = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed).fit_transform(x)
+    return emb, np.concatenate(ys), np.concatenate(ds)
+
+
+def plot_tsne(samples: Mapping[str, PixelSample], protocol: Protocol = CITYSCAPES19, max_points: int = 2000,
+              seed: int = 0, title: str = "") -> Figure:
+    """Two panels of one t-SNE embedding of pixel features: coloured by class, and by domain."""
+    emb, labels, dom = tsne_embed(samples, max_points, seed)
+    fig = _figure(10, 4.6)
+    a, b = fig.subplots(1, 2)
+    a.scatter(emb[:, 0], emb[:, 1], c=protocol.palette[labels] / 255, s=4, linewidths=0)
+    a.set_title("coloured by class (ground truth)", fontsize=9)
+    names = list(samples)
+    for d, name in enumerate(names):
+        m = dom == d
+        b.scatter(emb[m, 0], emb[m, 1], s=4, linewidths=0, alpha=0.6, label=name,
+                  color=DOMAIN_COLOURS.get(name, f"C{d}"))
+    b.legend(markerscale=4)
+    b.set_title("coloured by domain", fontsize=9)
+    for ax in (a, b):
+        _off(ax)
+    if title:
+        fig.suptitle(title)
+    class_legend(fig, protocol, np.unique(labels))
+    return fig
+
+
+def cosine_similarity_matrix(means: Tensor | np.ndarray) -> np.ndarray:
+    """(K, K) cosine similarity of class-mean vectors (K, A); rows of a class never seen (zero mean) are NaN."""
+    m = np.asarray(means.detach().cpu() if isinstance(means, Tensor) else means, dtype=np.float64)
+    norm = np.linalg.norm(m, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = m / norm
+    return u @ u.T
+
+
+def plot_similarity(mats: Mapping[str, np.ndarray], classes: Sequence[str], vmin: float | None = None) -> Figure:
+    """Side-by-side class-by-class similarity matrices (e.g. class means before and after adaptation)."""
+    fig = _figure(5.2 * len(mats), 5.0)
+    axes = np.atleast_1d(fig.subplots(1, len(mats)))
+    lo = vmin if vmin is not None else min(np.nanmin(m) for m in mats.values())
+    for ax, (name, mat) in zip(axes, mats.items()):
+        im = ax.imshow(mat, vmin=lo, vmax=1, cmap="magma")
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        off = mat[~np.eye(len(mat), dtype=bool)]
+        ax.set_title(f"{name}\nmean off-diagonal {np.nanmean(off):.2f}", fontsize=9)
+    fig.colorbar(im, ax=list(axes), shrink=0.7, label="cosine similarity")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training: loss curves and the adversarial game
+
+
+def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = [r for r in history if key in r]
+    return np.array([r["step"] for r in rows]), np.array([r[key] for r in rows], dtype=float)
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None,
+                         ncols: int = 3) -> Figure:
+    """One small panel per logged quantity of ``TrainResult.history`` (default: every key but step and lr)."""
+    keys = list(keys or sorted({k for r in history for k in r} - {"step", "lr"}))
+    nrows = max(1, -(-len(keys) // ncols))
+    fig = _figure(3.4 * min(ncols, len(keys)), 2.4 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, min(ncols, len(keys)), squeeze=False)).reshape(-1)
+    for ax, key in zip(axes, keys):
+        x, y = _series(history, key)
+        ax.plot(x, y, marker=".", ms=3)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    return fig
+
+
+def plot_discriminator_outputs(history: Sequence[Mapping[str, float]], levels: Sequence[str] = ("main", "aux")
+                               ) -> Figure:
+    """Mean sigmoid output of each discriminator on source and target maps over training.
+
+    Label convention of the seeds: source = 0, target = 1. A discriminator that wins keeps the two curves apart
+    (source near 0, target near 1); a segmenter that fools it pulls the target curve towards the source one.
+    """
+    levels = [lv for lv in levels if any(f"d_{lv}_src_out" in r for r in history)]
+    fig = _figure(5 * max(len(levels), 1), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, max(len(levels), 1)))
+    for ax, lv in zip(axes, levels):
+        for dom in ("src", "tgt"):
+            x, y = _series(history, f"d_{lv}_{dom}_out")
+            name = "source" if dom == "src" else "target"
+            ax.plot(x, y, label=f"D({name})", color=DOMAIN_COLOURS[name])
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("mean sigmoid(D)  (0 = 'source', 1 = 'target')", fontsize=8)
+        ax.set_title(f"{lv} discriminator", fontsize=9)
+        ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entropy (ADVENT) and pseudo-labels (SDCA)
+
+
+def entropy_maps(probs: Tensor) -> np.ndarray:
+    """(B, H, W) normalised entropy in [0, 1] of (B, K, H, W) probabilities (``udalib.losses.entropy``)."""
+    from .losses.entropy import entropy_map
+
+    return entropy_map(probs).cpu().numpy()
+
+
+def plot_entropy_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray]) -> Figure:
+    """Rows of image | one entropy map per model (0 = certain, dark; 1 = uniform, bright)."""
+    cols = ["image", *maps]
+    fig = _figure(2.6 * len(cols), 1.45 * len(images) + 0.6)
+    axes = fig.subplots(len(images), len(cols), squeeze=False)
+    for r, img in enumerate(images):
+        axes[r, 0].imshow(img)
+        for c, (name, m) in enumerate(maps.items(), start=1):
+            im = axes[r, c].imshow(m[r], vmin=0, vmax=1, cmap="inferno")
+        for c in range(len(cols)):
+            _off(axes[r, c])
+            if r == 0:
+                title = cols[c] if c == 0 else f"{cols[c]}: mean {np.mean(list(maps.values())[c - 1]):.3f}"
+                axes[r, c].set_title(title, fontsize=9)
+    fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label="normalised entropy")
+    return fig
+
+
+def class_mean_entropy(ent: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K,) mean entropy of the pixels of each ground-truth class (NaN for an absent class)."""
+    labels = np.asarray(labels).reshape(-1)
+    ent = np.asarray(ent).reshape(-1)
+    valid = labels < num_classes
+    s = np.bincount(labels[valid], weights=ent[valid], minlength=num_classes)
+    n = np.bincount(labels[valid], minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s / n
+
+
+def plot_class_values(values: Mapping[str, np.ndarray], classes: Sequence[str], ylabel: str) -> Figure:
+    """Grouped bars of one per-class quantity for several models (e.g. mean entropy before and after)."""
+    fig = _figure(10, 3.2)
+    ax = fig.subplots()
+    x = np.arange(len(classes))
+    width = 0.8 / len(values)
+    for i, (name, v) in enumerate(values.items()):
+        ax.bar(x + (i - (len(values) - 1) / 2) * width, np.nan_to_num(np.asarray(v, dtype=float)), width,
+               label=f"{name} (mean {np.nanmean(v):.3f})")
+    ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_pseudo_labels(images: Sequence[np.ndarray], pseudo: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                       thresholds: Sequence[float], protocol: Protocol = CITYSCAPES19) -> Figure:
+    """Rows of image | pseudo-label (void = black: below its class's threshold) | ground truth, and a bar
+    chart of the class-wise thresholds."""
+    n = len(images)
+    fig = _figure(9, 1.5 * n + 3.2)
+    grid = fig.add_gridspec(n + 2, 3)
+    present: set[int] = set()
+    for r in range(n):
+        pl, gt = _as_numpy_label(pseudo[r]), _as_numpy_label(labels[r])
+        kept = (pl != IGNORE_INDEX).mean()
+        present |= set(np.unique(gt).tolist())
+        for c, (pic, name) in enumerate([(images[r], "target image"),
+                                         (colorize(pl, protocol), f"pseudo-label ({kept:.0%} kept)"),
+                                         (colorize(gt, protocol), "ground truth (unused)")]):
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(pic, interpolation="nearest")
+            _off(ax)
+            ax.set_title(name, fontsize=8)
+    ax = fig.add_subplot(grid[n:, :])
+    thr = np.asarray(thresholds, dtype=float)
+    ax.bar(range(len(thr)), thr, color=protocol.palette[: len(thr)] / 255, edgecolor="black", lw=0.3)
+    ax.axhline(0.9, color="grey", ls="--", lw=0.8, label="cap 0.9")
+    ax.set_xticks(range(len(thr)), protocol.classes[: len(thr)], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("threshold on max prob.")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results: our measured numbers beside the published ones
+
+
+def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
+    """One row per method: our mean mIoU ± std over seeds from ``results/<preset>/`` (None if not measured yet)
+    and the published GTA5→Cityscapes number (:data:`PUBLISHED`)."""
+    from .results import summary
+
+    ours = {r["method"]: r for r in summary(preset, list(methods), root)}
+    rows = []
+    for m in methods:
+        paper, note = PUBLISHED.get(m, (None, ""))
+        r = ours.get(m)
+        rows.append({"method": m, "ours": None if r is None else r["miou_mean"],
+                     "std": None if r is None else r["miou_std"], "seeds": 0 if r is None else r["seeds"],
+                     "iters": None if r is None else r["iters"], "paper": paper, "paper_note": note})
+    return rows
+
+
+def results_table(preset: str, methods: Sequence[str], root=None) -> str:
+    """A text table of :func:`results_rows`; methods not measured yet say how to measure them."""
+    rows = results_rows(preset, methods, root)
+    lines = [f"{'method':<24} {'ours (' + preset + ')':>14} {'seeds':>5}   {'paper, GTA5→CS':>14}  note",
+             "-" * 96]
+    missing = []
+    for r in rows:
+        if r["ours"] is None:
+            ours = "not measured"
+            missing.append(r["method"])
+        else:
+            std = "" if r["std"] is None or np.isnan(r["std"]) else f" ± {r['std']:.1f}"
+            ours = f"{r['ours']:.1f}{std}"
+        paper = "—" if r["paper"] is None else f"{r['paper']:.1f}"
+        lines.append(f"{r['method']:<24} {ours:>14} {r['seeds']:>5}   {paper:>14}  {r['paper_note']}")
+    if missing:
+        lines.append("")
+        lines.append(f"not measured yet — run `udalib reproduce --preset {preset} --methods {' '.join(missing)}`")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "PUBLISHED", "PixelSample", "class_legend", "class_mean_entropy", "class_pixel_frequencies", "collect_pixels",
+    "cosine_similarity_matrix", "entropy_maps", "overlay", "plot_class_frequencies", "plot_class_values",
+    "plot_confusion", "plot_discriminator_outputs", "plot_entropy_maps", "plot_iou_bars", "plot_predictions",
+    "plot_pseudo_labels", "plot_rgb_histograms", "plot_similarity", "plot_sky_lines", "plot_training_curves",
+    "plot_tsne", "predict", "results_rows", "results_table", "show_samples", "sky_line", "to_rgb", "tsne_embed",
+]
