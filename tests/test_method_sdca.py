@@ -12,7 +12,8 @@ from udalib.losses.lovasz import lovasz_softmax_logits
 from udalib.losses.segmentation import seg_ce
 from udalib.methods import method_class, method_config
 from udalib.methods.base import Batch
-from udalib.methods.sdca import FEATURE_DIMS, SDCA, SDCAConfig, SDCASource, SDCASourceConfig
+from udalib.models.output import FEATURE_CHANNELS
+from udalib.methods.sdca import SDCA, SDCAConfig, SDCASource, SDCASourceConfig
 from udalib.methods.supervised import SelfTraining
 from udalib.models import SegOutput, SmallDeepLab, build_model
 from udalib.presets import resolve
@@ -77,7 +78,7 @@ def collect(model, batches):
 
 def test_feature_dims_table_matches_small_model():
     out = build_model("small", num_classes=K, multi_level=False)(torch.randn(1, 3, H, W))
-    assert out.features.shape[1] == FEATURE_DIMS["small"] == 128
+    assert out.features.shape[1] == FEATURE_CHANNELS["small"] == 128
     assert out.aux_logits is None
 
 
@@ -247,7 +248,7 @@ def test_registry_quick():
     assert cfg.train.init_checkpoint == "stage:sdca_source"
     assert cfg.data.source_sampling == "class_balanced" and cfg.data.source_color_aug
     assert not cfg.train.multi_level and cfg.train.iters == 300 and cfg.train.lr == 0.005
-    assert cfg.method_cfg.feature_dim == FEATURE_DIMS[cfg.train.backbone] == 128
+    assert cfg.method_cfg.feature_dim == FEATURE_CHANNELS[cfg.train.backbone] == 128
 
     ssl = resolve("sdca_ssl", "quick")
     assert method_class("sdca_ssl") is SelfTraining and SelfTraining.trains_on_target_labels

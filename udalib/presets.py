@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .models.output import FEATURE_CHANNELS
+
 PRESETS = ("quick", "paper")
 DATASETS = ("synthcity", "gta5", "synthia")
 
@@ -33,13 +35,14 @@ class DataConfig:
     source_size: tuple[int, int] = (64, 128)
     target_size: tuple[int, int] = (64, 128)
     eval_size: tuple[int, int] = (64, 128)  # network input at test time; labels stay at full resolution
-    normalization: str = "imagenet_rgb"  # caffe_bgr (DeepLab seeds) | imagenet_rgb | vgg_bgr255
+    normalization: str = "imagenet_rgb"  # imagenet_rgb (torchvision weights) | caffe_bgr (seeds' DeepLab init) | vgg_bgr255
     synthcity_size: tuple[int, int] = (128, 256)  # generated resolution (quick) = full-resolution labels
     synthcity_counts: tuple[int, int, int] = (2000, 500, 200)  # source, target train, target val
     num_workers: int = 0
     source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
     source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
     pseudo_label_dir: str | None = None  # target-train labels from pseudo-labels (self-training stage)
+    labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
 
 
 @dataclass(frozen=True)
@@ -105,13 +108,13 @@ def _quick(dataset: str) -> tuple[DataConfig, TrainConfig]:
 def _paper(dataset: str) -> tuple[DataConfig, TrainConfig]:
     if dataset == "gta5":
         data = DataConfig(source="gta5", target="cityscapes", protocol="cityscapes19", source_size=(720, 1280),
-                          target_size=(512, 1024), eval_size=(512, 1024), normalization="caffe_bgr", num_workers=4)
+                          target_size=(512, 1024), eval_size=(512, 1024), normalization="imagenet_rgb", num_workers=4)
     elif dataset == "synthia":
         data = DataConfig(source="synthia", target="cityscapes", protocol="synthia16", source_size=(760, 1280),
-                          target_size=(512, 1024), eval_size=(512, 1024), normalization="caffe_bgr", num_workers=4)
+                          target_size=(512, 1024), eval_size=(512, 1024), normalization="imagenet_rgb", num_workers=4)
     elif dataset == "synthcity":  # SynthCity at the paper's resolution: a GPU-scale check without downloads
         data = DataConfig(source="synthcity", target="synthcity", source_size=(720, 1280), target_size=(512, 1024),
-                          eval_size=(512, 1024), normalization="caffe_bgr", synthcity_size=(1024, 2048),
+                          eval_size=(512, 1024), normalization="imagenet_rgb", synthcity_size=(1024, 2048),
                           num_workers=4)
     else:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
@@ -124,12 +127,14 @@ def _paper(dataset: str) -> tuple[DataConfig, TrainConfig]:
 def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str | None = None,
             data_root: str | None = None, target_root: str | None = None, iters: int | None = None,
             backbone: str | None = None, seed: int | None = None, device: str | None = None,
-            out_dir: str | None = None, resume: str | None = None, method_overrides: dict | None = None,
-            **train_overrides: Any) -> RunConfig:
+            out_dir: str | None = None, resume: str | None = None, normalization: str | None = None,
+            method_overrides: dict | None = None, **train_overrides: Any) -> RunConfig:
     """Build the RunConfig of `method` under `preset`, with overrides (``None`` = keep the preset's value).
 
     `data_root` is the source root (for SynthCity: the folder holding ``source/`` and ``target/``);
-    `target_root` the Cityscapes root for paper runs.
+    `target_root` the Cityscapes root for paper runs. The paper preset starts from torchvision's ImageNet weights,
+    which expect ``normalization="imagenet_rgb"``; starting from the seeds' Caffe-converted DeepLab init
+    (``pretrained=<path>``) needs ``normalization="caffe_bgr"``.
     """
     from .methods import method_config  # late import: methods import this module
 
@@ -144,6 +149,8 @@ def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str 
         data = dataclasses.replace(data, source_root=data_root)
     if target_root is not None:
         data = dataclasses.replace(data, target_root=target_root)
+    if normalization is not None:
+        data = dataclasses.replace(data, normalization=normalization)
     if data.source == "synthcity" and data.source_root is None:
         data = dataclasses.replace(data, source_root=str(synthcity_cache_dir(data)))
     if data.target == "synthcity":
@@ -160,6 +167,8 @@ def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str 
     train = dataclasses.replace(train, **overrides)
     if iters is not None and train.max_iters < iters:
         train = dataclasses.replace(train, max_iters=int(iters / 0.6))  # keep the seeds' stop/horizon ratio
+    if "feature_dim" in {f.name for f in dataclasses.fields(mcfg)}:  # feature-level losses size their state
+        mcfg = dataclasses.replace(mcfg, feature_dim=FEATURE_CHANNELS[train.backbone])
     if method_overrides:
         mcfg = dataclasses.replace(mcfg, **method_overrides)
     if preset == "paper" and resolve_device(train.device).type != "cuda":

@@ -96,6 +96,18 @@ def class_legend(fig: Figure, protocol: Protocol = CITYSCAPES19, present: Iterab
     fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=7, frameon=False)
 
 
+def show_source(*objects) -> object:
+    """The source code of functions or classes as a highlighted Markdown block (what the chapters show instead
+    of redefining the library). Returns an ``IPython.display.Markdown`` object."""
+    import inspect
+    import textwrap
+
+    from IPython.display import Markdown
+
+    blocks = [textwrap.dedent(inspect.getsource(o)).rstrip() for o in objects]
+    return Markdown("```python\n" + "\n\n".join(blocks) + "\n```")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The data chapter: samples, class frequencies, colour statistics, camera height
 
@@ -377,13 +389,29 @@ def plot_tsne(samples: Mapping[str, PixelSample], protocol: Protocol = CITYSCAPE
     return fig
 
 
-def cosine_similarity_matrix(means: Tensor | np.ndarray) -> np.ndarray:
-    """(K, K) cosine similarity of class-mean vectors (K, A); rows of a class never seen (zero mean) are NaN."""
-    m = np.asarray(means.detach().cpu() if isinstance(means, Tensor) else means, dtype=np.float64)
-    norm = np.linalg.norm(m, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = m / norm
-    return u @ u.T
+def class_means(sample: PixelSample, num_classes: int, by: str = "labels") -> np.ndarray:
+    """(K, A) mean feature of the pixels of each class (by ground truth or by prediction); NaN rows if absent."""
+    cls = getattr(sample, by)
+    means = np.full((num_classes, sample.features.shape[1]), np.nan)
+    for c in np.unique(cls):
+        if c < num_classes:
+            means[c] = sample.features[cls == c].mean(0)
+    return means
+
+
+def cosine_similarity_matrix(a: Tensor | np.ndarray, b: Tensor | np.ndarray | None = None) -> np.ndarray:
+    """(K, K') cosine similarity between the rows of `a` (K, A) and of `b` (K', A) (default: `a` itself).
+
+    Rows that are zero (a class never seen) or NaN give NaN entries.
+    """
+    def unit(m):
+        m = np.asarray(m.detach().cpu() if isinstance(m, Tensor) else m, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    ua = unit(a)
+    ub = ua if b is None else unit(b)
+    return ua @ ub.T
 
 
 def plot_similarity(mats: Mapping[str, np.ndarray], classes: Sequence[str], vmin: float | None = None) -> Figure:
@@ -395,8 +423,8 @@ def plot_similarity(mats: Mapping[str, np.ndarray], classes: Sequence[str], vmin
         im = ax.imshow(mat, vmin=lo, vmax=1, cmap="magma")
         ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
-        off = mat[~np.eye(len(mat), dtype=bool)]
-        ax.set_title(f"{name}\nmean off-diagonal {np.nanmean(off):.2f}", fontsize=9)
+        diag, off = np.diag(mat), mat[~np.eye(len(mat), dtype=bool)]
+        ax.set_title(f"{name}\ndiagonal {np.nanmean(diag):.2f}, off-diagonal {np.nanmean(off):.2f}", fontsize=9)
     fig.colorbar(im, ax=list(axes), shrink=0.7, label="cosine similarity")
     return fig
 
@@ -427,26 +455,28 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], keys: Sequence[
     return fig
 
 
-def plot_discriminator_outputs(history: Sequence[Mapping[str, float]], levels: Sequence[str] = ("main", "aux")
-                               ) -> Figure:
+def plot_discriminator_outputs(history: Sequence[Mapping[str, float]], levels: Sequence[str] = ("main", "aux"),
+                               prefix: str = "", title: str = "discriminator") -> Figure:
     """Mean sigmoid output of each discriminator on source and target maps over training.
 
-    Label convention of the seeds: source = 0, target = 1. A discriminator that wins keeps the two curves apart
-    (source near 0, target near 1); a segmenter that fools it pulls the target curve towards the source one.
+    Reads the keys ``{prefix}d_{level}_src_out`` and ``{prefix}d_{level}_tgt_out`` that the output-space methods
+    log (GlobalLocal's per-pixel discriminators use ``prefix="local_"``). Label convention of the seeds: source
+    = 0, target = 1. A discriminator that wins keeps the curves apart (source near 0, target near 1); a
+    segmenter that fools it pulls the target curve towards the source one.
     """
-    levels = [lv for lv in levels if any(f"d_{lv}_src_out" in r for r in history)]
+    levels = [lv for lv in levels if any(f"{prefix}d_{lv}_src_out" in r for r in history)]
     fig = _figure(5 * max(len(levels), 1), 3.0)
     axes = np.atleast_1d(fig.subplots(1, max(len(levels), 1)))
     for ax, lv in zip(axes, levels):
         for dom in ("src", "tgt"):
-            x, y = _series(history, f"d_{lv}_{dom}_out")
+            x, y = _series(history, f"{prefix}d_{lv}_{dom}_out")
             name = "source" if dom == "src" else "target"
             ax.plot(x, y, label=f"D({name})", color=DOMAIN_COLOURS[name])
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 1)
         ax.set_xlabel("iteration")
-        ax.set_ylabel("mean sigmoid(D)  (0 = 'source', 1 = 'target')", fontsize=8)
-        ax.set_title(f"{lv} discriminator", fontsize=9)
+        ax.set_ylabel("mean sigmoid(D)\n0 = 'source', 1 = 'target'", fontsize=8)
+        ax.set_title(f"{title} on {lv} output", fontsize=9)
         ax.legend(fontsize=8)
     return fig
 
@@ -462,22 +492,28 @@ def entropy_maps(probs: Tensor) -> np.ndarray:
     return entropy_map(probs).cpu().numpy()
 
 
-def plot_entropy_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray]) -> Figure:
-    """Rows of image | one entropy map per model (0 = certain, dark; 1 = uniform, bright)."""
+def plot_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray], label: str = "",
+              cmap: str = "inferno", vmin: float = 0.0, vmax: float = 1.0) -> Figure:
+    """Rows of image | one (B, H, W) map per entry of `maps` (each column titled with its mean)."""
     cols = ["image", *maps]
     fig = _figure(2.6 * len(cols), 1.45 * len(images) + 0.6)
     axes = fig.subplots(len(images), len(cols), squeeze=False)
     for r, img in enumerate(images):
         axes[r, 0].imshow(img)
-        for c, (name, m) in enumerate(maps.items(), start=1):
-            im = axes[r, c].imshow(m[r], vmin=0, vmax=1, cmap="inferno")
+        for c, m in enumerate(maps.values(), start=1):
+            im = axes[r, c].imshow(m[r], vmin=vmin, vmax=vmax, cmap=cmap)
         for c in range(len(cols)):
             _off(axes[r, c])
             if r == 0:
-                title = cols[c] if c == 0 else f"{cols[c]}: mean {np.mean(list(maps.values())[c - 1]):.3f}"
+                title = cols[c] if c == 0 else f"{cols[c]}\nmean {np.mean(list(maps.values())[c - 1]):.3f}"
                 axes[r, c].set_title(title, fontsize=9)
-    fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label="normalised entropy")
+    fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label=label)
     return fig
+
+
+def plot_entropy_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray]) -> Figure:
+    """Rows of image | one entropy map per model (0 = certain, dark; 1 = uniform, bright)."""
+    return plot_maps(images, maps, label="normalised entropy", cmap="inferno")
 
 
 def class_mean_entropy(ent: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -578,9 +614,10 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
 
 
 __all__ = [
-    "PUBLISHED", "PixelSample", "class_legend", "class_mean_entropy", "class_pixel_frequencies", "collect_pixels",
-    "cosine_similarity_matrix", "entropy_maps", "overlay", "plot_class_frequencies", "plot_class_values",
-    "plot_confusion", "plot_discriminator_outputs", "plot_entropy_maps", "plot_iou_bars", "plot_predictions",
+    "PUBLISHED", "PixelSample", "class_legend", "class_mean_entropy", "class_means", "class_pixel_frequencies",
+    "collect_pixels", "cosine_similarity_matrix", "entropy_maps", "overlay", "plot_class_frequencies",
+    "plot_class_values", "plot_confusion", "plot_discriminator_outputs", "plot_entropy_maps", "plot_iou_bars",
+    "plot_maps", "plot_predictions",
     "plot_pseudo_labels", "plot_rgb_histograms", "plot_similarity", "plot_sky_lines", "plot_training_curves",
-    "plot_tsne", "predict", "results_rows", "results_table", "show_samples", "sky_line", "to_rgb", "tsne_embed",
+    "plot_tsne", "predict", "results_rows", "results_table", "show_samples", "show_source", "sky_line", "to_rgb", "tsne_embed",
 ]

@@ -129,7 +129,9 @@ def build_domains(cfg: "RunConfig") -> Domains:
 
     if method_class(cfg.method).trains_on_target_labels:
         # Oracle (target GT) or self-training (target pseudo-labels): the labelled set is target train.
-        labelled = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
+        lab_tf = (train_transform(size=None, normalization=norm, scale=(0.5, 1.5), crop=d.target_size, flip=True)
+                  if d.labelled_scale_crop else tgt_tf)
+        labelled = Cityscapes(target_root, "train", lab_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
         plain = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
     elif d.source in ("synthcity", "gta5"):
         root = Path(d.source_root) / "source" if d.source == "synthcity" else Path(d.source_root)

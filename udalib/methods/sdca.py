@@ -46,20 +46,18 @@ Where we differ from the released code (on purpose, or because our data pipeline
 - Batch: the paper preset keeps the global batch of 8 (stage 3: 4 source + 4 target) on one GPU with gradient
   accumulation; the estimator is then updated per micro-batch, which equals the synchronised update of the
   official per-GPU batches.
-- SSL (stage 4b): the official configs use RandomScale(0.5-1.5), RandomCrop 1024x512, horizontal flip and (R101)
-  colour jitter/grayscale/blur on the 2048x1024 target images, and evaluate at 2048x1024; ``DataConfig`` has no
-  such options, so we train on the resized 512x1024 target images without augmentation and evaluate at the
-  preset's ``eval_size``. BN there is ordinary trainable BN, with statistics of each micro-batch (2 images)
-  rather than SyncBN over 8.
-- Normalisation: the paper preset uses ImageNet RGB statistics (the R101 configs, §3). The VGG-16 configs use
-  BGR x 255 (``vgg_bgr255``); pass it as a data override if you run SDCA with ``backbone="vgg16"``, and set
-  ``method_overrides={"feature_dim": 1024}`` (a variant builder does not see a ``backbone=`` override).
+- SSL (stage 4b): random scale 0.5-1.5 of the full-resolution target image, crop at the training size and
+  horizontal flip (``DataConfig.labelled_scale_crop``), evaluated at full resolution, as the official configs do;
+  their R101 colour jitter/grayscale/blur on target is not applied. BN there is ordinary trainable BN, with
+  statistics of each micro-batch (2 images) rather than SyncBN over 8.
+- Normalisation: the paper preset uses ImageNet RGB statistics (the R101 configs, §3, and torchvision weights).
+  The official VGG-16 configs use Caffe weights with BGR x 255 (``normalization="vgg_bgr255"``); with
+  torchvision's VGG-16 keep ImageNet RGB. ``feature_dim`` follows the backbone (``udalib.presets.resolve``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -67,13 +65,12 @@ from torch import Tensor, nn
 
 from ..losses import (ClassStatistics, contrastive_bound, downsample_labels, flatten_pixels, lovasz_softmax_logits,
                       seg_ce)
-from ..models.output import SegOutput
+from ..models.output import FEATURE_CHANNELS, SegOutput
 from ..pseudo_labels import IGNORE_INDEX, threshold_labels
 from .base import Backward, Batch, Method
 from .supervised import SelfTraining, SupervisedConfig
 
 #: Channels of ``SegOutput.features`` per backbone: the feature-level estimator's dimension A (spec §2).
-FEATURE_DIMS = {"small": 128, "resnet101": 2048, "vgg16": 1024}
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ class SDCASourceConfig:
 class SDCAConfig:
     """Stage 3, the adaptation (spec §5.4 unless stated)."""
 
-    feature_dim: int = FEATURE_DIMS["resnet101"]  # A of the feature-level estimator = the model's features (§2)
+    feature_dim: int = FEATURE_CHANNELS["resnet101"]  # A of the feature-level estimator = the model's features (§2)
     lambda_lov: float = 0.75  # λ_lov: LAMBDA_LOV, Lovász-softmax on source (§5.4)
     lambda_feat: float = 1.0  # λ_feat: LAMBDA_FEAT, feature-level bound (§5.4)
     lambda_out: float = 1.0  # λ_out: LAMBDA_OUT, output-level (logit) bound (§5.4)
@@ -160,7 +157,7 @@ class SDCA(Method):
             raise ValueError(
                 f"SDCA's feature-level estimator has A = SDCAConfig.feature_dim = {self.cfg.feature_dim} channels, "
                 f"but the model's features have {a}. Pass method_overrides={{'feature_dim': {a}}} "
-                f"(feature channels per backbone: {FEATURE_DIMS})")
+                f"(feature channels per backbone: {FEATURE_CHANNELS})")
         if out.logits.shape[1] != self.num_classes:
             raise ValueError(f"model predicts {out.logits.shape[1]} classes, SDCA was built for {self.num_classes}")
         if out.logits.shape[-2:] != out.features.shape[-2:]:
@@ -258,12 +255,12 @@ def _sdca(preset: str, dataset: str) -> tuple[SDCAConfig, dict, dict]:
     data = {"source_color_aug": True, "source_sampling": "class_balanced"}
     train: dict[str, Any] = {"init_checkpoint": "stage:sdca_source", "multi_level": False}
     if preset == "paper":  # sdca configs: 40k/62.5k, lr 2.5e-4, FrozenBN, 1 source + 1 target per GPU x 4
-        cfg = SDCAConfig(feature_dim=FEATURE_DIMS["resnet101"])
+        cfg = SDCAConfig(feature_dim=FEATURE_CHANNELS["resnet101"])
         data.update(_PAPER_DATA)
         train.update(_PAPER_R101, iters=40_000, max_iters=62_500, lr=2.5e-4, bn_mode="frozen", batch_source=1,
                      batch_target=1, accum=4)
     else:  # quick: the other chapters' quick adaptation length from the cached source stage
-        cfg = SDCAConfig(feature_dim=FEATURE_DIMS["small"])
+        cfg = SDCAConfig(feature_dim=FEATURE_CHANNELS["small"])
         train.update(iters=300, max_iters=500, lr=0.005)
     return cfg, data, train
 
@@ -271,12 +268,14 @@ def _sdca(preset: str, dataset: str) -> tuple[SDCAConfig, dict, dict]:
 def _sdca_ssl(preset: str, dataset: str) -> tuple[SupervisedConfig, dict, dict]:
     # §6: a *fresh* network (no init_checkpoint) trained with CE on the stage-3 model's pseudo-labels only.
     cfg = SupervisedConfig(lambda_seg_aux=0.0)
-    data: dict[str, Any] = {"pseudo_label_dir": "stage:sdca"}
+    # §3 SSL: random scale 0.5-1.5 of the full image, crop at the training size, flip; evaluated at full size.
+    data: dict[str, Any] = {"pseudo_label_dir": "stage:sdca", "labelled_scale_crop": True}
     if preset == "paper":  # ssl configs: 20k/31.25k, lr 5e-4, FREEZE_BN False (SyncBN over 8 images; here BN over
-        # each micro-batch of 2), from ImageNet; scale/crop/flip/colour augmentation missing (module docstring)
-        data.update(_PAPER_DATA)
+        # each micro-batch of 2), from ImageNet
+        data.update(_PAPER_DATA, eval_size=(1024, 2048))
         return cfg, data, dict(_PAPER_R101, iters=20_000, max_iters=31_250, lr=5e-4, bn_mode="trainable",
                                batch_source=2, accum=4)
+    data["eval_size"] = (128, 256)  # quick: SynthCity's full resolution
     return cfg, data, {"multi_level": False}  # quick: retrain from the initial weights, source-only length
 
 
