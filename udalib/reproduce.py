@@ -1,7 +1,8 @@
 """``udalib reproduce``: run methods × seeds under a preset and record each measured run in ``results/``.
 
-A run whose folder already holds a finished run of the same config is not retrained: its metrics are recorded
-again. The AdvEnt+MinEnt ensemble (ADVENT's 45.5) is an evaluation of two trained models' logits, 0.5/0.5.
+Runs live in the stage cache (``udalib.pipeline.stage_config``), so the source-only runs measured here are the very
+models the adaptation runs start from, and a finished run of the same config is not retrained: its metrics are
+recorded again. The AdvEnt+MinEnt ensemble (ADVENT's 45.5) evaluates two trained models' logits, 0.5/0.5.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .data.domains import build_domains
 from .data.labels import get_protocol
 from .evaluate import evaluate
 from .methods import VARIANTS
+from .pipeline import stage_config
 from .presets import RunConfig, resolve, resolve_device
 from .train import load_model_weights, segmenter_for
 
@@ -40,10 +42,13 @@ def run_once(cfg: RunConfig) -> dict:
     return json.loads(metrics.read_text())
 
 
-def ensemble_record(preset: str, seed: int, runs_root: Path, **kw) -> dict:
+def measured_config(method: str, preset: str, seed: int, **kw) -> RunConfig:
+    return stage_config(resolve(method, preset, seed=seed, **kw), method)
+
+
+def ensemble_record(preset: str, seed: int, **kw) -> dict:
     """Evaluate 0.5·AdvEnt + 0.5·MinEnt upsampled logits (spec §4.3) for one seed."""
-    cfgs = {m: resolve(m, preset, seed=seed, out_dir=str(runs_root / preset / m / f"seed{seed}"), **kw)
-            for m in ("advent", "minent")}
+    cfgs = {m: measured_config(m, preset, seed, **kw) for m in ("advent", "minent")}
     for c in cfgs.values():
         run_once(c)
     cfg = cfgs["advent"]
@@ -63,22 +68,20 @@ def ensemble_record(preset: str, seed: int, runs_root: Path, **kw) -> dict:
 
 
 def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: list[int] = (0, 1, 2), *,
-              results_root: str | None = None, runs_root: str = "runs", data_root: str | None = None,
+              results_root: str | None = None, data_root: str | None = None,
               target_root: str | None = None) -> list[dict]:
     methods = list(methods or ORDER)
     unknown = [m for m in methods if m not in VARIANTS and m != ENSEMBLE]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; expected some of {list(ORDER)}")
     kw = {"data_root": data_root, "target_root": target_root}
-    root = Path(runs_root)
     records = []
     for method in methods:
         for seed in seeds:
             if method == ENSEMBLE:
-                rec = ensemble_record(preset, seed, root, **kw)
+                rec = ensemble_record(preset, seed, **kw)
             else:
-                cfg = resolve(method, preset, seed=seed, out_dir=str(root / preset / method / f"seed{seed}"), **kw)
-                rec = results.record_from_metrics(run_once(cfg))
+                rec = results.record_from_metrics(run_once(measured_config(method, preset, seed, **kw)))
             print(f"{method} seed {seed}: mIoU {rec['miou']:.2f}", flush=True)
             results.append_record(rec, results_root)
             records.append(rec)

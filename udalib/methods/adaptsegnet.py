@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from ..presets import QUICK_ADAPTATION
 from .base import Backward, Batch, Method
 from .output_alignment import OutputDiscriminators, level_maps
 from .supervised import source_ce_step
@@ -62,7 +63,7 @@ def _variant(multi_level: bool, gan: str):
             train.update(iters=150_000, max_iters=250_000, aspp_bug_compat=False)
         else:
             cfg = _quick(cfg)
-            train.update(init_checkpoint="stage:source_only", iters=300, max_iters=500, lr=0.005)
+            train.update(QUICK_ADAPTATION)
         return cfg, {}, train
 
     return build

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..inference import upsample
 from ..losses import minent_loss, self_information
+from ..presets import QUICK_ADAPTATION
 from .adaptsegnet import AdaptSegNet, AdaptSegNetConfig
 from .base import Backward, Batch, Method
 from .supervised import source_ce_step
@@ -50,7 +51,7 @@ class MinEnt(Method):
 def _paper_train(preset: str) -> dict:
     if preset == "paper":  # ADVENT stops at 120k of a 250k horizon (spec §4.3)
         return {"iters": 120_000, "max_iters": 250_000}
-    return {"init_checkpoint": "stage:source_only", "iters": 300, "max_iters": 500, "lr": 0.005}
+    return dict(QUICK_ADAPTATION)
 
 
 def _advent(preset: str, dataset: str):

@@ -67,6 +67,7 @@ from ..losses import (ClassStatistics, contrastive_bound, downsample_labels, fla
                       seg_ce)
 from ..models.output import FEATURE_CHANNELS, SegOutput
 from ..pseudo_labels import IGNORE_INDEX, threshold_labels
+from ..presets import QUICK_ADAPTATION
 from .base import Backward, Batch, Method
 from .supervised import SelfTraining, SupervisedConfig
 
@@ -247,7 +248,7 @@ def _sdca_source(preset: str, dataset: str) -> tuple[SDCASourceConfig, dict, dic
     if preset == "paper":  # src configs: 20k/31.25k, lr 5e-4, FREEZE_BN (FrozenBatchNorm2d), 2 images/GPU x 4
         return SDCASourceConfig(), dict(_PAPER_DATA), dict(
             _PAPER_R101, iters=20_000, max_iters=31_250, lr=5e-4, bn_mode="frozen", batch_source=2, accum=4)
-    return SDCASourceConfig(), {}, {"multi_level": False}  # quick: the quick source-only schedule (600 it, lr 0.01)
+    return SDCASourceConfig(), {}, {"multi_level": False}  # quick: the quick source-only schedule (500 it, lr 0.01)
 
 
 def _sdca(preset: str, dataset: str) -> tuple[SDCAConfig, dict, dict]:
@@ -261,7 +262,7 @@ def _sdca(preset: str, dataset: str) -> tuple[SDCAConfig, dict, dict]:
                      batch_target=1, accum=4)
     else:  # quick: the other chapters' quick adaptation length from the cached source stage
         cfg = SDCAConfig(feature_dim=FEATURE_CHANNELS["small"])
-        train.update(iters=300, max_iters=500, lr=0.005)
+        train.update(QUICK_ADAPTATION, init_checkpoint="stage:sdca_source")
     return cfg, data, train
 
 
@@ -276,7 +277,7 @@ def _sdca_ssl(preset: str, dataset: str) -> tuple[SupervisedConfig, dict, dict]:
         return cfg, data, dict(_PAPER_R101, iters=20_000, max_iters=31_250, lr=5e-4, bn_mode="trainable",
                                batch_source=2, accum=4)
     data["eval_size"] = (128, 256)  # quick: SynthCity's full resolution
-    return cfg, data, {"multi_level": False}  # quick: retrain from the initial weights, source-only length
+    return cfg, data, {"multi_level": False, "iters": 300, "max_iters": 500}  # quick: retrain from scratch
 
 
 VARIANTS = {
