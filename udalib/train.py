@@ -134,11 +134,11 @@ def git_revision() -> str | None:
 def segmenter_for(cfg: RunConfig, num_classes: int) -> nn.Module:
     """Build the run's segmenter (shared by training, evaluation and pseudo-labelling)."""
     t = cfg.train
-    kw: dict[str, Any] = dict(multi_level=t.multi_level, pretrained=t.pretrained)
+    kw: dict[str, Any] = dict(pretrained=t.pretrained, aspp_bug_compat=t.aspp_bug_compat)
+    if t.backbone != "vgg16":  # DeepLab VGG-16 is single-level and has no BN (spec §2.2)
+        kw["multi_level"] = t.multi_level
     if t.backbone == "resnet101":
-        kw.update(bn_mode=t.bn_mode, aspp_bug_compat=t.aspp_bug_compat)
-    elif t.backbone == "vgg16":
-        kw.update(aspp_bug_compat=t.aspp_bug_compat)
+        kw["bn_mode"] = t.bn_mode
     return build_model(t.backbone, num_classes, **kw)
 
 
@@ -229,7 +229,7 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         method = build_method(cfg, self.protocol.num_classes).to(device)
         groups = [{"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
-                  for g in model.parameter_groups()]
+                  for g in model.parameter_groups(t.head_lr_mult)]
         opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         aux_opts = method.aux_optimizers()
         amp_dtype = _autocast_dtype(t.amp, device)

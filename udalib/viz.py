@@ -183,32 +183,27 @@ def plot_rgb_histograms(images: Mapping[str, Sequence[np.ndarray]], bins: int = 
     return fig
 
 
-def sky_line(label: np.ndarray, sky_id: int) -> float:
-    """Mean row (as a fraction of the height) where the sky ends, over the columns whose top pixel is sky.
+def top_row(label: Tensor | np.ndarray, class_id: int) -> float:
+    """Topmost row holding `class_id`, as a fraction of the image height from the top (NaN if absent).
 
-    In a street scene the lowest sky pixel of a column lies on or above the horizon, so this tracks the camera:
-    a higher camera (pitched the same way) moves the horizon up the image.
+    For the road this is where the street ends, just below the horizon: a camera that sees the street from
+    another height or pitch moves it up or down the image.
     """
-    label = _as_numpy_label(label)
-    is_sky = label == sky_id
-    cols = is_sky[0]
-    if not cols.any():
-        return float("nan")
-    first_not_sky = np.argmin(is_sky[:, cols], axis=0)  # first non-sky row per column (0 if all sky)
-    first_not_sky[first_not_sky == 0] = label.shape[0]
-    return float(first_not_sky.mean() / label.shape[0])
+    rows = np.flatnonzero((_as_numpy_label(label) == class_id).any(axis=1))
+    return float(rows[0] / np.shape(label)[0]) if rows.size else float("nan")
 
 
-def plot_sky_lines(lines: Mapping[str, Sequence[float]]) -> Figure:
-    """Histogram of per-image sky lines per domain (fraction of the image height from the top)."""
+def plot_row_histograms(rows: Mapping[str, Sequence[float]], xlabel: str = "row (fraction of the height)") -> Figure:
+    """Histogram of one per-image row position (e.g. :func:`top_row`) per domain, with each domain's mean."""
     fig = _figure(6, 2.8)
     ax = fig.subplots()
-    for name, v in lines.items():
+    for name, v in rows.items():
         v = np.asarray(v, dtype=float)
         v = v[np.isfinite(v)]
-        ax.hist(v, bins=25, range=(0, 1), alpha=0.6, label=f"{name}: mean {v.mean():.2f}",
-                color=DOMAIN_COLOURS.get(name))
-    ax.set_xlabel("row where the sky ends (fraction of height from the top)")
+        colour = DOMAIN_COLOURS.get(name)
+        ax.hist(v, bins=25, range=(0, 1), alpha=0.6, label=f"{name}: mean {v.mean():.3f}", color=colour)
+        ax.axvline(v.mean(), color=colour, lw=1.2)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("images")
     ax.legend()
     return fig
@@ -614,10 +609,10 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
 
 
 __all__ = [
-    "PUBLISHED", "PixelSample", "class_legend", "class_mean_entropy", "class_means", "class_pixel_frequencies",
-    "collect_pixels", "cosine_similarity_matrix", "entropy_maps", "overlay", "plot_class_frequencies",
+    "PUBLISHED", "class_legend", "class_mean_entropy", "class_means", "class_pixel_frequencies", "collect_pixels",
+    "cosine_similarity_matrix", "entropy_maps", "overlay", "PixelSample", "plot_class_frequencies",
     "plot_class_values", "plot_confusion", "plot_discriminator_outputs", "plot_entropy_maps", "plot_iou_bars",
-    "plot_maps", "plot_predictions",
-    "plot_pseudo_labels", "plot_rgb_histograms", "plot_similarity", "plot_sky_lines", "plot_training_curves",
-    "plot_tsne", "predict", "results_rows", "results_table", "show_samples", "show_source", "sky_line", "to_rgb", "tsne_embed",
+    "plot_maps", "plot_predictions", "plot_pseudo_labels", "plot_rgb_histograms", "plot_row_histograms",
+    "plot_similarity", "plot_training_curves", "plot_tsne", "predict", "results_rows", "results_table",
+    "show_samples", "show_source", "to_rgb", "top_row", "tsne_embed",
 ]
