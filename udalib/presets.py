@@ -200,8 +200,10 @@ def _key(obj: Any) -> str:
 
 
 def synthcity_cache_dir(data: DataConfig) -> Path:
+    from .data.synthcity import VERSION
+
     h, w = data.synthcity_size
-    return cache_root() / f"synthcity-{h}x{w}-{_key([data.synthcity_size, data.synthcity_counts])}"
+    return cache_root() / f"synthcity-{h}x{w}-{_key([VERSION, data.synthcity_size, data.synthcity_counts])}"
 
 
 def source_model_key(cfg: RunConfig) -> str:

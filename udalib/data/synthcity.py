@@ -35,6 +35,9 @@ from PIL import Image
 
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS
 
+#: Bumped whenever the generator's output changes, so cached sets and the models trained on them are rebuilt.
+VERSION = 2
+
 C = {name: i for i, name in enumerate(CITYSCAPES_CLASSES)}  # class name → train id
 LABEL_ID = np.array(CITYSCAPES_LABEL_IDS + (0,) * (256 - len(CITYSCAPES_LABEL_IDS)), dtype=np.uint8)
 VOID = 255  # train id of unlabelled pixels; written as labelId 0
@@ -66,12 +69,12 @@ _GAME_PALETTE = {
     "train": (170, 40, 170), "motorcycle": (20, 20, 120), "bicycle": (0, 200, 200),
 }
 # The "real" palette is the game's under a global colour-temperature and desaturation change, plus per-class
-# changes a game artist would not make (greyer buildings, darker vegetation, pale sky, dark-clothed people).
+# changes a game artist would not make (duller buildings, darker vegetation, paler sky, muted vehicles).
 _REAL_SHIFT = {
-    "building": (120, 115, 110), "vegetation": (70, 100, 50), "sky": (190, 205, 215), "person": (80, 70, 90),
-    "car": (120, 120, 130), "bus": (150, 60, 50), "truck": (110, 100, 90), "terrain": (120, 130, 80),
-    "sidewalk": (150, 150, 155), "wall": (170, 160, 150), "fence": (110, 105, 95), "rider": (60, 60, 110),
-    "traffic sign": (200, 200, 210), "bicycle": (90, 40, 40), "train": (100, 130, 120), "motorcycle": (50, 50, 50),
+    "building": (135, 110, 95), "vegetation": (60, 130, 55), "sky": (150, 185, 220), "person": (170, 70, 80),
+    "car": (60, 80, 160), "bus": (200, 150, 40), "truck": (160, 160, 150), "terrain": (130, 160, 80),
+    "sidewalk": (170, 160, 155), "wall": (180, 170, 130), "fence": (130, 110, 85), "rider": (180, 110, 60),
+    "traffic sign": (220, 210, 90), "bicycle": (40, 150, 150), "train": (140, 70, 130), "motorcycle": (50, 50, 100),
 }
 
 
@@ -80,7 +83,7 @@ def _real_palette() -> dict[str, tuple[int, int, int]]:
     for name, rgb in _GAME_PALETTE.items():
         c = np.array(_REAL_SHIFT.get(name, rgb), dtype=float)
         grey = c.mean()
-        c = grey + 0.7 * (c - grey)  # desaturate
+        c = grey + 0.8 * (c - grey)  # desaturate
         c = c * np.array([1.05, 1.0, 0.9])  # warmer light
         out[name] = tuple(int(v) for v in np.clip(c, 0, 255))
     return out
@@ -98,7 +101,7 @@ TARGET_STYLE = DomainStyle(
     object_rate={"car": 3.5, "truck": 0.5, "bus": 0.5, "train": 0.15, "person": 4.0, "rider": 1.0,
                  "bicycle": 1.5, "motorcycle": 0.4, "pole": 5.0, "traffic light": 1.5, "traffic sign": 2.0,
                  "vegetation": 4.0, "wall": 1.0, "fence": 1.2},
-    palette=_real_palette(), colour_jitter=0.06, texture=0.07, lighting=0.35, blur=0.9, noise=0.04,
+    palette=_real_palette(), colour_jitter=0.06, texture=0.05, lighting=0.25, blur=0.7, noise=0.025,
 )
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
 
