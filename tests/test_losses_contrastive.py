@@ -3,7 +3,6 @@
 import math
 import os
 import socket
-import time
 
 import pytest
 import torch
@@ -115,9 +114,7 @@ def test_large_batch_runs_without_n_by_k_by_a_temporaries():
     feats = torch.randn(n, a, generator=g)
     labels = torch.randint(0, k, (n,), generator=g)
     stats = ClassStatistics(k, a)
-    start = time.perf_counter()
-    stats.update(feats, labels)
-    assert time.perf_counter() - start < 10.0
+    stats.update(feats, labels)  # would need ~8 GB with a dense temporary
     assert stats.count.sum().item() == n
     sel = labels == 7
     torch.testing.assert_close(stats.mean[7], feats[sel].double().mean(0), rtol=1e-5, atol=1e-9)
