@@ -247,17 +247,19 @@ def test_registry_quick():
     assert method_class("sdca") is SDCA
     assert cfg.train.init_checkpoint == "stage:sdca_source"
     assert cfg.data.source_sampling == "class_balanced" and cfg.data.source_color_aug
-    assert not cfg.train.multi_level and cfg.train.iters == 300 and cfg.train.lr == 0.005
+    assert not cfg.train.multi_level and cfg.train.lr == 0.005
+    assert (cfg.train.iters, cfg.train.batch_source, cfg.train.batch_target) == (200, 4, 4)  # QUICK_ADAPTATION
     assert cfg.method_cfg.feature_dim == FEATURE_CHANNELS[cfg.train.backbone] == 128
 
     ssl = resolve("sdca_ssl", "quick")
     assert method_class("sdca_ssl") is SelfTraining and SelfTraining.trains_on_target_labels
     assert ssl.data.pseudo_label_dir == "stage:sdca"
     assert ssl.train.init_checkpoint is None and ssl.method_cfg.lambda_seg_aux == 0.0
+    assert ssl.train.iters == 300 and ssl.data.labelled_scale_crop and ssl.data.eval_size == (128, 256)
 
     src = resolve("sdca_source", "quick")
     assert not method_class("sdca_source").uses_target
-    assert src.train.iters == 600 and src.train.lr == 0.01 and not src.train.multi_level
+    assert src.train.iters == 500 and src.train.lr == 0.01 and not src.train.multi_level
     assert src.method_cfg.lambda_lov == 0.75
 
 
