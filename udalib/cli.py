@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 EXAMPLES = """examples:
   udalib data synthcity --out data/synthcity                 # the embedded pair (quick size, < 1 min)
   udalib train --method source_only --preset quick           # CPU, a few minutes, prints per-class IoU
   udalib train --method adaptsegnet_multi --preset paper --data-root /data/GTA5 --target-root /data/cityscapes
-  udalib evaluate --checkpoint runs/quick/source_only/seed0/checkpoint_0000600.pt --method source_only
+  udalib evaluate --checkpoint runs/quick/source_only/seed0/checkpoint_0000500.pt --method source_only
   udalib evaluate --pred-dir preds/ --gt-dir /data/cityscapes/gtFine/val     # score PNG predictions
   udalib data check /data/GTA5 --dataset gta5                # find broken pairs before training
   udalib reproduce --preset quick --methods source_only oracle --seeds 0 1 2
