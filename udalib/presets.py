@@ -204,10 +204,3 @@ def synthcity_cache_dir(data: DataConfig) -> Path:
 
     h, w = data.synthcity_size
     return cache_root() / f"synthcity-{h}x{w}-{_key([VERSION, data.synthcity_size, data.synthcity_counts])}"
-
-
-def source_model_key(cfg: RunConfig) -> str:
-    """Key of the cached source-only model a method starts from: data + model + schedule, not the method."""
-    d, t = cfg.data, cfg.train
-    return _key([dataclasses.asdict(d), t.backbone, t.multi_level, t.pretrained, t.bn_mode, t.aspp_bug_compat,
-                 t.seed])
