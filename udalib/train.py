@@ -218,7 +218,7 @@ class Trainer:
                                   "continue it, overwrite=True to start over beside them, or another out_dir")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(self.cfg.describe())
-        _seed_everything(t.seed + self.rank)
+        _seed_everything(t.seed)  # the same initial weights on every DDP rank
 
         domains = build_domains(cfg)
         model = segmenter_for(cfg, self.protocol.num_classes)
@@ -228,6 +228,7 @@ class Trainer:
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)
         method = build_method(cfg, self.protocol.num_classes).to(device)
+        _seed_everything(t.seed + self.rank)  # ranks draw different augmentations
         groups = [{"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
                   for g in model.parameter_groups(t.head_lr_mult)]
         opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
