@@ -177,6 +177,19 @@ def test_udalib_trainer_checkpoint_is_unwrapped_and_strict(tmp_path):
         load_checkpoint_into(SmallDeepLab(K, multi_level=False), path, source="udalib")
 
 
+def test_udalib_multi_level_checkpoint_may_start_a_single_level_model(tmp_path):
+    # single-level AdaptSegNet starts from the multi-level source-only stage: only the aux head is dropped
+    trained = SmallDeepLab(K)
+    model = SmallDeepLab(K, multi_level=False)
+    report = load_checkpoint_into(model, trained.state_dict(), source="udalib", verbose=False, drop_heads=True)
+    assert len(report.loaded) == len(model.state_dict())
+    assert report.skipped and all(k.startswith("layer5.") for k in report.skipped)
+    assert torch.equal(model.layer6.conv2d_list[0].weight, trained.layer6.conv2d_list[0].weight)
+    # the reverse leaves a head at random init: still refused
+    with pytest.raises(ValueError, match="must match the model exactly"):
+        load_checkpoint_into(SmallDeepLab(K), model.state_dict(), source="udalib", drop_heads=True)
+
+
 def test_build_model_loads_a_checkpoint_path(tmp_path):
     trained = SmallDeepLab(K)
     path = tmp_path / "small.pth"

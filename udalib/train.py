@@ -142,12 +142,16 @@ def segmenter_for(cfg: RunConfig, num_classes: int) -> nn.Module:
     return build_model(t.backbone, num_classes, **kw)
 
 
-def load_model_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load the segmenter of a udalib checkpoint (refusing another class count or architecture)."""
+def load_model_weights(model: nn.Module, path: str | os.PathLike, *, drop_heads: bool = False) -> None:
+    """Load the segmenter of a udalib checkpoint (refusing another class count or architecture).
+
+    `drop_heads` lets a multi-level checkpoint initialise a single-level model (its auxiliary head is dropped).
+    """
     from .models.checkpoints import load_checkpoint_into
 
     state = torch.load(path, map_location="cpu", weights_only=True)
-    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib")
+    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib",
+                         drop_heads=drop_heads)
 
 
 @dataclass
@@ -223,7 +227,8 @@ class Trainer:
         domains = build_domains(cfg)
         model = segmenter_for(cfg, self.protocol.num_classes)
         if t.init_checkpoint and resume is None:
-            load_model_weights(model, t.init_checkpoint)
+            # initial weights may come from a multi-level stage (single-level AdaptSegNet starts from source-only)
+            load_model_weights(model, t.init_checkpoint, drop_heads=True)
         model = model.to(device)
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)

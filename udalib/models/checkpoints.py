@@ -10,7 +10,8 @@ Sources it understands:
 * ``"torchvision"``: ImageNet ResNet (``conv1``, ``bn1``, ``layer*``, ``fc``) and VGG
   (``features.N``, ``classifier.N``) state dicts; the ImageNet classifiers are dropped and VGG's
   ``features`` are re-indexed around the removed pool4.
-* ``"udalib"``: our own ``model.state_dict()``; everything must match.
+* ``"udalib"``: our own ``model.state_dict()``; everything must match, except that a multi-level model may
+  initialise a single-level one when the caller asks (``drop_heads=True``): its auxiliary head is dropped.
 * ``"auto"`` picks ``"torchvision"`` when the ImageNet classifier or VGG's pool4 gap is present,
   else ``"seed"`` (which also reads udalib checkpoints).
 
@@ -82,6 +83,7 @@ def load_checkpoint_into(
     *,
     source: str = "auto",
     verbose: bool = True,
+    drop_heads: bool = False,
 ) -> LoadReport:
     """Copy a checkpoint's tensors into a udalib segmenter and report what happened.
 
@@ -91,6 +93,8 @@ def load_checkpoint_into(
             dict with the state dict under ``"state_dict"`` or ``"model"``.
         source: one of ``SOURCES`` (see the module docstring).
         verbose: print the report.
+        drop_heads: for ``"udalib"``, accept a checkpoint with ASPP heads the model lacks (a multi-level
+            source-only model starting a single-level adaptation); every other mismatch still raises.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -117,7 +121,8 @@ def load_checkpoint_into(
     _match_backbone(backbone, model_state, heads, new_layers, report)
     for name in model.head_names:
         _match_head(name, state, model_state, model.num_classes, report)
-    if source == "udalib" and (report.skipped or report.missing):
+    dropped = {k for k, why in report.skipped.items() if why.startswith(_NO_HEAD)} if drop_heads else set()
+    if source == "udalib" and (set(report.skipped) - dropped or report.missing):
         raise ValueError(f"a udalib checkpoint must match the model exactly:\n{report}")
 
     model.load_state_dict({key: state[key] for key in report.loaded}, strict=False)
@@ -254,6 +259,9 @@ def _match_backbone(
         )
 
 
+_NO_HEAD = "the model has no"
+
+
 def _match_head(
     name: str,
     state: Mapping[str, Tensor],
@@ -267,7 +275,7 @@ def _match_head(
     wanted = [k for k in model_state if k.startswith(prefix)]
     if not wanted:
         for key in saved:
-            report.skipped[key] = f"the model has no {name} (single-level)"
+            report.skipped[key] = f"{_NO_HEAD} {name} (single-level)"
         return
     weight_key = f"{name}.conv2d_list.0.weight"
     if weight_key in saved:
