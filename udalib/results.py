@@ -44,6 +44,12 @@ def load(preset: str, root: str | Path | None = None) -> dict[str, list[dict]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((x - mean) ** 2 for x in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
+    return mean, std
+
+
 def summary(preset: str, methods: list[str] | None = None, root: str | Path | None = None) -> list[dict]:
     """Per method: mean and sample std of mIoU over seeds, number of seeds, mean wall time."""
     rows = []
@@ -52,12 +58,35 @@ def summary(preset: str, methods: list[str] | None = None, root: str | Path | No
         recs = data.get(method, [])
         if not recs:
             continue
-        m = [r["miou"] for r in recs]
-        mean = sum(m) / len(m)
-        std = math.sqrt(sum((x - mean) ** 2 for x in m) / (len(m) - 1)) if len(m) > 1 else float("nan")
-        rows.append({"method": method, "miou_mean": mean, "miou_std": std, "seeds": len(m),
+        mean, std = _mean_std([r["miou"] for r in recs])
+        rows.append({"method": method, "miou_mean": mean, "miou_std": std, "seeds": len(recs),
                      "iters": recs[0]["iters"], "wall_s": sum(r.get("wall_s", 0) for r in recs) / len(recs)})
     return rows
+
+
+def paired_gain(preset: str, method: str, baseline: str = "source_only", root: str | Path | None = None) -> dict | None:
+    """mIoU gain of `method` over `baseline`, paired by seed: each adapted run starts from its own seed's
+    source-only model, so the per-seed difference removes the spread the two runs share.
+
+    Returns {"mean", "std", "seeds", "per_seed": {seed: gain}, "spread"}, where "spread" is the larger of the
+    two methods' seed-to-seed standard deviations (the bar a gain must clear), or None without common seeds.
+    """
+    data = load(preset, root)
+    ours = {r["seed"]: r["miou"] for r in data.get(method, [])}
+    base = {r["seed"]: r["miou"] for r in data.get(baseline, [])}
+    seeds = sorted(set(ours) & set(base))
+    if not seeds:
+        return None
+    gains = {s: ours[s] - base[s] for s in seeds}
+    mean, std = _mean_std(list(gains.values()))
+    spreads = [sd for sd in (_mean_std(list(v.values()))[1] for v in (ours, base)) if math.isfinite(sd)]
+    return {"mean": mean, "std": std, "seeds": len(seeds), "per_seed": gains,
+            "spread": max(spreads, default=float("nan"))}
+
+
+def gap_recovered(miou: float, source_only: float, oracle: float) -> float:
+    """Fraction of the source-only → oracle gap a method closes: (mIoU − source-only) / (oracle − source-only)."""
+    return (miou - source_only) / (oracle - source_only)
 
 
 def format_summary(rows: list[dict]) -> str:

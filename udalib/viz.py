@@ -573,38 +573,59 @@ def plot_pseudo_labels(images: Sequence[np.ndarray], pseudo: Sequence[np.ndarray
 
 
 def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
-    """One row per method: our mean mIoU ± std over seeds from ``results/<preset>/`` (None if not measured yet)
-    and the published GTA5→Cityscapes number (:data:`PUBLISHED`)."""
-    from .results import summary
+    """One row per method: our mean mIoU ± std over seeds from ``results/<preset>/`` (None if not measured yet),
+    the gain over source-only paired by seed, the fraction of the source-only → oracle gap recovered (ours and
+    published), and the published GTA5→Cityscapes number (:data:`PUBLISHED`)."""
+    from .results import gap_recovered, paired_gain, summary
 
-    ours = {r["method"]: r for r in summary(preset, list(methods), root)}
+    ours = {r["method"]: r for r in summary(preset, list(methods) + ["source_only", "oracle"], root)}
+    ends = [ours.get(m, {}).get("miou_mean") for m in ("source_only", "oracle")]
+    paper_ends = [PUBLISHED[m][0] for m in ("source_only", "oracle")]
     rows = []
     for m in methods:
         paper, note = PUBLISHED.get(m, (None, ""))
         r = ours.get(m)
+        gain = None if r is None or m == "source_only" else paired_gain(preset, m, root=root)
         rows.append({"method": m, "ours": None if r is None else r["miou_mean"],
                      "std": None if r is None else r["miou_std"], "seeds": 0 if r is None else r["seeds"],
-                     "iters": None if r is None else r["iters"], "paper": paper, "paper_note": note})
+                     "iters": None if r is None else r["iters"], "gain": gain,
+                     "gap": None if r is None or None in ends else gap_recovered(r["miou_mean"], *ends),
+                     "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
+                     "paper": paper, "paper_note": note})
     return rows
 
 
 def results_table(preset: str, methods: Sequence[str], root=None) -> str:
-    """A text table of :func:`results_rows`; methods not measured yet say how to measure them."""
+    """A text table of :func:`results_rows`; methods not measured yet say how to measure them.
+
+    "gain" is the mean ± std over seeds of (method − source-only of the same seed); it is starred when it
+    exceeds the seed-to-seed spread of either run. "gap" is the fraction of the source-only → oracle gap
+    recovered, ours and published."""
     rows = results_rows(preset, methods, root)
-    lines = [f"{'method':<24} {'ours (' + preset + ')':>14} {'seeds':>5}   {'paper, GTA5→CS':>14}  note",
-             "-" * 96]
+    lines = [f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
+             f"{'paper':>5} {'gap':>5}  note", "-" * 110]
     missing = []
     for r in rows:
+        gain, gap = "", ""
         if r["ours"] is None:
             ours = "not measured"
             missing.append(r["method"])
         else:
             std = "" if r["std"] is None or np.isnan(r["std"]) else f" ± {r['std']:.1f}"
             ours = f"{r['ours']:.1f}{std}"
+            g = r["gain"]
+            if g is not None:
+                star = "*" if g["seeds"] > 1 and g["mean"] > g["spread"] else " "
+                gstd = "" if np.isnan(g["std"]) else f" ± {g['std']:.1f}"
+                gain = f"{g['mean']:+.1f}{gstd}{star}"
+            gap = "" if r["gap"] is None else f"{100 * r['gap']:.0f}%"
         paper = "—" if r["paper"] is None else f"{r['paper']:.1f}"
-        lines.append(f"{r['method']:<24} {ours:>14} {r['seeds']:>5}   {paper:>14}  {r['paper_note']}")
+        paper_gap = "" if r["paper_gap"] is None else f"{100 * r['paper_gap']:.0f}%"
+        lines.append(f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
+                     f"{r['paper_note']}")
+    lines += ["", "gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
+              "spread); gap: share of the source-only → oracle gap recovered"]
     if missing:
-        lines.append("")
         lines.append(f"not measured yet — run `udalib reproduce --preset {preset} --methods {' '.join(missing)}`")
     return "\n".join(lines)
 
