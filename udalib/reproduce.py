@@ -2,7 +2,9 @@
 
 Runs live in the stage cache (``udalib.pipeline.stage_config``), so the source-only runs measured here are the very
 models the adaptation runs start from, and a finished run of the same config is not retrained: its metrics are
-recorded again. The AdvEnt+MinEnt ensemble (ADVENT's 45.5) evaluates two trained models' logits, 0.5/0.5.
+recorded again. Two records evaluate trained models without training: the AdvEnt+MinEnt ensemble (ADVENT's 45.5,
+two models' logits 0.5/0.5) and the AdaBN control (the source-only model with its BatchNorm statistics
+re-estimated on target train, :mod:`udalib.adabn`).
 """
 
 from __future__ import annotations
@@ -11,18 +13,23 @@ import json
 import time
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from . import pipeline, results
+from .adabn import adapt_batchnorm
 from .data.domains import build_domains
 from .data.labels import get_protocol
-from .evaluate import evaluate
+from .evaluate import EvalResult, evaluate
 from .methods import VARIANTS
 from .pipeline import stage_config
 from .presets import RunConfig, resolve, resolve_device
 from .train import load_model_weights, segmenter_for
 
 ENSEMBLE = "advent_minent_ensemble"
+ADABN = "source_only_adabn"
 #: The order runs are made in: baselines first, then each chapter's methods.
-ORDER = ("source_only", "oracle", "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent", "advent",
+ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent", "advent",
          ENSEMBLE, "globallocal", "sdca", "sdca_ssl")
 
 
@@ -46,40 +53,63 @@ def measured_config(method: str, preset: str, seed: int, **kw) -> RunConfig:
     return stage_config(resolve(method, preset, seed=seed, **kw), method)
 
 
+def _trained(cfg: RunConfig, num_classes: int, device: torch.device) -> nn.Module:
+    """The final model of a (finished or freshly trained) cached run."""
+    run_once(cfg)
+    model = segmenter_for(cfg, num_classes)
+    load_model_weights(model, _final_checkpoint(cfg))
+    return model.to(device).eval()
+
+
+def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch.device, **extra) -> dict:
+    return {"method": name, "preset": cfg.preset, "seed": cfg.train.seed, "iters": cfg.train.iters,
+            **res.to_json(), "checkpoint": "last", "wall_s": round(time.time() - t0, 1), "device": device.type,
+            **extra}
+
+
 def ensemble_record(preset: str, seed: int, **kw) -> dict:
     """Evaluate 0.5·AdvEnt + 0.5·MinEnt upsampled logits (spec §4.3) for one seed."""
     cfgs = {m: measured_config(m, preset, seed, **kw) for m in ("advent", "minent")}
-    for c in cfgs.values():
-        run_once(c)
     cfg = cfgs["advent"]
     protocol = get_protocol(cfg.data.protocol)
     device = resolve_device(cfg.train.device)
-    models = {}
-    for m, c in cfgs.items():
-        models[m] = segmenter_for(c, protocol.num_classes)
-        load_model_weights(models[m], _final_checkpoint(c))
-        models[m].to(device)
+    models = {m: _trained(c, protocol.num_classes, device) for m, c in cfgs.items()}
     t0 = time.time()
     res = evaluate(models["advent"], build_domains(cfg).target_val_loader(), protocol, device=device,
                    ensemble=[(models["minent"], 0.5)])
-    return {"method": ENSEMBLE, "preset": preset, "seed": seed, "iters": cfg.train.iters, **res.to_json(),
-            "checkpoint": "last", "wall_s": round(time.time() - t0, 1), "device": device.type,
-            "members": {"advent": 0.5, "minent": 0.5}}
+    return _record(ENSEMBLE, cfg, res, t0, device, members={"advent": 0.5, "minent": 0.5})
+
+
+def adabn_record(preset: str, seed: int, **kw) -> dict:
+    """The source-only model of `seed` with BN statistics re-estimated on target train, evaluated on target val."""
+    cfg = measured_config("source_only", preset, seed, **kw)
+    protocol = get_protocol(cfg.data.protocol)
+    device = resolve_device(cfg.train.device)
+    model = _trained(cfg, protocol.num_classes, device)
+    t0 = time.time()
+    domains = build_domains(cfg)
+    seen = adapt_batchnorm(model, domains.pseudo_label_loader(batch=cfg.train.batch_target), device)
+    res = evaluate(model, domains.target_val_loader(), protocol, device=device)
+    return _record(ADABN, cfg, res, t0, device, adabn_images=seen)
+
+
+#: Records that evaluate trained models instead of training one.
+EVALUATED = {ENSEMBLE: ensemble_record, ADABN: adabn_record}
 
 
 def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: list[int] = (0, 1, 2), *,
               results_root: str | None = None, data_root: str | None = None,
               target_root: str | None = None) -> list[dict]:
     methods = list(methods or ORDER)
-    unknown = [m for m in methods if m not in VARIANTS and m != ENSEMBLE]
+    unknown = [m for m in methods if m not in VARIANTS and m not in EVALUATED]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; expected some of {list(ORDER)}")
     kw = {"data_root": data_root, "target_root": target_root}
     records = []
     for method in methods:
         for seed in seeds:
-            if method == ENSEMBLE:
-                rec = ensemble_record(preset, seed, **kw)
+            if method in EVALUATED:
+                rec = EVALUATED[method](preset, seed, **kw)
             else:
                 rec = results.record_from_metrics(run_once(measured_config(method, preset, seed, **kw)))
             print(f"{method} seed {seed}: mIoU {rec['miou']:.2f}", flush=True)

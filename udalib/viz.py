@@ -602,8 +602,8 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
     exceeds the seed-to-seed spread of either run. "gap" is the fraction of the source-only → oracle gap
     recovered, ours and published."""
     rows = results_rows(preset, methods, root)
-    lines = [f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
-             f"{'paper':>5} {'gap':>5}  note", "-" * 110]
+    lines = [(f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
+             f"{'paper':>5} {'gap':>5}  note"), "-" * 110]
     missing = []
     for r in rows:
         gain, gap = "", ""
@@ -623,18 +623,44 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
         paper_gap = "" if r["paper_gap"] is None else f"{100 * r['paper_gap']:.0f}%"
         lines.append(f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
                      f"{r['paper_note']}")
-    lines += ["", "gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
-              "spread); gap: share of the source-only → oracle gap recovered"]
+    lines += ["", ("gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
+              "spread); gap: share of the source-only → oracle gap recovered")]
     if missing:
         lines.append(f"not measured yet — run `udalib reproduce --preset {preset} --methods {' '.join(missing)}`")
     return "\n".join(lines)
 
 
 __all__ = [
-    "PUBLISHED", "class_legend", "class_mean_entropy", "class_means", "class_pixel_frequencies", "collect_pixels",
-    "cosine_similarity_matrix", "entropy_maps", "overlay", "PixelSample", "plot_class_frequencies",
-    "plot_class_values", "plot_confusion", "plot_discriminator_outputs", "plot_entropy_maps", "plot_iou_bars",
-    "plot_maps", "plot_predictions", "plot_pseudo_labels", "plot_rgb_histograms", "plot_row_histograms",
-    "plot_similarity", "plot_training_curves", "plot_tsne", "predict", "results_rows", "results_table",
-    "show_samples", "show_source", "to_rgb", "top_row", "tsne_embed",
+    "PUBLISHED",
+    "PixelSample",
+    "class_legend",
+    "class_mean_entropy",
+    "class_means",
+    "class_pixel_frequencies",
+    "collect_pixels",
+    "cosine_similarity_matrix",
+    "entropy_maps",
+    "overlay",
+    "plot_class_frequencies",
+    "plot_class_values",
+    "plot_confusion",
+    "plot_discriminator_outputs",
+    "plot_entropy_maps",
+    "plot_iou_bars",
+    "plot_maps",
+    "plot_predictions",
+    "plot_pseudo_labels",
+    "plot_rgb_histograms",
+    "plot_row_histograms",
+    "plot_similarity",
+    "plot_training_curves",
+    "plot_tsne",
+    "predict",
+    "results_rows",
+    "results_table",
+    "show_samples",
+    "show_source",
+    "to_rgb",
+    "top_row",
+    "tsne_embed",
 ]
