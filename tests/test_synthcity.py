@@ -61,3 +61,18 @@ def test_written_layouts_read_back_with_the_real_loaders(tmp_path):
     with pytest.raises(FileExistsError, match="does not hold SynthCity"):
         generate(tmp_path / "sc", SynthCitySpec(seed=4, height=32, width=64, n_source=1, n_target_train=1,
                                                 n_target_val=1))
+
+
+def test_a_set_made_at_another_size_is_read_as_it_is(tmp_path):
+    from udalib.data.domains import build_domains, target_label_size
+    from udalib.presets import resolve
+
+    spec = SynthCitySpec(height=48, width=96, n_source=3, n_target_train=2, n_target_val=2)
+    root = generate(tmp_path / "sc", spec, workers=1)
+    cfg = resolve("source_only", "quick", data_root=str(root))  # the preset expects 128x256, 2000/500/200
+    assert cfg.data.synthcity_size == (128, 256)
+    domains = build_domains(cfg)  # neither regenerates nor refuses the folder
+    assert (len(domains.labelled), len(domains.target_train), len(domains.target_val)) == (3, 2, 2)
+    assert target_label_size(cfg) == (48, 96) == tuple(domains.target_val[0][1].shape)
+    empty = resolve("source_only", "quick", data_root=str(tmp_path / "new"))
+    assert target_label_size(empty) == (128, 256)  # not generated yet: the preset's size

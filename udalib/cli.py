@@ -172,7 +172,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_pseudo_label(args) -> int:
-    from .data.domains import build_domains
+    from .data.domains import build_domains, target_label_size
     from .data.labels import get_protocol
     from .presets import resolve_device
     from .pseudo_labels import generate_pseudo_labels
@@ -184,9 +184,8 @@ def cmd_pseudo_label(args) -> int:
     load_model_weights(model, args.checkpoint)
     device = resolve_device(cfg.train.device)
     stats = generate_pseudo_labels(model.to(device), build_domains(cfg).pseudo_label_loader(), args.out,
-                                   num_classes=protocol.num_classes, label_size=cfg.data.synthcity_size
-                                   if cfg.data.target == "synthcity" else (1024, 2048), cap=args.cap,
-                                   device=device, overwrite=args.overwrite)
+                                   num_classes=protocol.num_classes, label_size=target_label_size(cfg),
+                                   cap=args.cap, device=device, overwrite=args.overwrite)
     print(json.dumps(stats, indent=1, default=float))
     return 0
 

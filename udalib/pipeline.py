@@ -38,7 +38,7 @@ def stage_checkpoint(cfg: RunConfig, method: str, *, progress: str = "lines") ->
 
 def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:
     """Folder of pseudo-labels made by stage `method`'s final model on target train (cached like the stage)."""
-    from .data.domains import build_domains
+    from .data.domains import build_domains, target_label_size
     from .data.labels import get_protocol
     from .presets import resolve_device
     from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
@@ -52,9 +52,8 @@ def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines")
         model = segmenter_for(stage, protocol.num_classes)
         load_model_weights(model, ckpt)
         device = resolve_device(stage.train.device)
-        label_size = stage.data.synthcity_size if stage.data.target == "synthcity" else (1024, 2048)
         generate_pseudo_labels(model.to(device), build_domains(stage).pseudo_label_loader(), out,
-                               num_classes=protocol.num_classes, label_size=label_size, device=device,
+                               num_classes=protocol.num_classes, label_size=target_label_size(stage), device=device,
                                overwrite=out.exists())
     return out
 

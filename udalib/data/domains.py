@@ -6,6 +6,7 @@ so every quick run exercises the real loaders.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,32 @@ class ResumableDraws(Sampler[int]):
 
 
 def ensure_synthcity(cfg: "RunConfig") -> Path:
-    """Generate the run's SynthCity set if its folder does not hold it yet (cached, keyed by the spec)."""
+    """Generate the run's SynthCity set if its folder does not hold one yet (cached, keyed by the spec).
+
+    A folder that already holds a complete set (its ``synthcity.json`` is written last) is read as it is, even at
+    another size or count than the preset's: ``data_root`` may point at a set made with ``udalib data synthcity``.
+    """
     d = cfg.data
+    if (Path(d.source_root) / synthcity.META_FILE).is_file():
+        return Path(d.source_root)
     h, w = d.synthcity_size
     n_src, n_tr, n_val = d.synthcity_counts
     spec = synthcity.SynthCitySpec(seed=0, height=h, width=w, n_source=n_src, n_target_train=n_tr,
                                    n_target_val=n_val)
     return synthcity.ensure(d.source_root, spec)
+
+
+def target_label_size(cfg: "RunConfig") -> tuple[int, int]:
+    """(H, W) of the target's full-resolution labels, where evaluation and pseudo-labels live: 1024×2048 for
+    Cityscapes, the generated resolution for SynthCity (read from the set itself)."""
+    d = cfg.data
+    if d.target != "synthcity":
+        return (1024, 2048)
+    meta = Path(d.target_root) / synthcity.META_FILE
+    if meta.is_file():
+        m = json.loads(meta.read_text())
+        return (int(m["height"]), int(m["width"]))
+    return tuple(d.synthcity_size)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from .labels import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS
 
 #: Bumped whenever the generator's output changes, so cached sets and the models trained on them are rebuilt.
 VERSION = 2
+META_FILE = "synthcity.json"  # written last: its presence marks a complete set
 
 C = {name: i for i, name in enumerate(CITYSCAPES_CLASSES)}  # class name → train id
 LABEL_ID = np.array(CITYSCAPES_LABEL_IDS + (0,) * (256 - len(CITYSCAPES_LABEL_IDS)), dtype=np.uint8)
@@ -413,7 +414,7 @@ def generate(out: str | os.PathLike, spec: SynthCitySpec = SynthCitySpec(), *, w
     of the same name are then replaced, nothing else is deleted.
     """
     root = Path(out)
-    meta = root / "synthcity.json"
+    meta = root / META_FILE
     if root.exists() and any(root.iterdir()) and not overwrite:
         if meta.exists() and json.loads(meta.read_text()) == asdict(spec):
             return root
