@@ -41,3 +41,17 @@ def test_a_different_config_in_the_run_folder_is_refused(tiny_measured, tmp_path
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match=r"unknown method\(s\) \['adaptsegnet'\]"):
         rep.reproduce("quick", ["adaptsegnet"], [0])
+
+
+def test_a_finished_staged_run_is_reused(tiny_measured, monkeypatch):
+    from udalib import pipeline
+
+    base = tiny_config("source_only", tiny_measured / "stage")
+    rep.run_once(base)
+    monkeypatch.setattr(pipeline, "stage_checkpoint", lambda cfg, method, progress="lines": rep._final_checkpoint(base))
+    cfg = tiny_config("adaptsegnet_multi", tiny_measured / "adapt")
+    assert cfg.train.init_checkpoint == "stage:source_only"
+    first = rep.run_once(cfg)
+    stamp = rep._final_checkpoint(cfg).stat().st_mtime_ns
+    assert rep.run_once(cfg) == first  # its stored config names the resolved stage: still the same run
+    assert rep._final_checkpoint(cfg).stat().st_mtime_ns == stamp

@@ -42,7 +42,8 @@ def run_once(cfg: RunConfig) -> dict:
     out = Path(cfg.out_dir)
     metrics, config = out / "metrics.json", out / "config.json"
     if metrics.exists() and config.exists() and _final_checkpoint(cfg).exists():
-        if json.loads(config.read_text()) == json.loads(cfg.describe()):
+        # the stored config names the stage outputs it started from (``stage:`` references resolved)
+        if json.loads(config.read_text()) == json.loads(pipeline.resolve_stages(cfg).describe()):
             return json.loads(metrics.read_text())
         raise FileExistsError(f"{out} holds a run of another config; move it away or pass another results folder")
     pipeline.run(cfg, progress="lines")
