@@ -82,3 +82,16 @@ def test_repository_records_are_consistent():
             ious = list(r["per_class_iou"].values())
             assert len(ious) == r["classes"] == 19
             assert r["miou"] == pytest.approx(sum(ious) / len(ious), abs=1e-3)
+
+
+def test_gain_table_verdicts(root):
+    table = viz.gain_table("quick", [("adaptsegnet_multi", "source_only"), ("minent", "source_only"),
+                                     ("advent", "source_only")], root)
+    line = {row.split()[0]: row for row in table.splitlines()[2:]}
+    assert "+6.0 ± 2.0" in line["adaptsegnet_multi"] and "(clears it)" in line["adaptsegnet_multi"]
+    assert "0: +6.0  1: +8.0  2: +4.0" in line["adaptsegnet_multi"]
+    assert "(one seed)" in line["minent"] and "not measured" in line["advent"]
+    results.append_record(record("advent", 0, 20.5), root)
+    results.append_record(record("advent", 1, 19.0), root)
+    table = viz.gain_table("quick", [("advent", "source_only")], root)
+    assert "(within it)" in table  # +0.25 on average, under the spread of 1

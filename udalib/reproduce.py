@@ -30,7 +30,7 @@ ENSEMBLE = "advent_minent_ensemble"
 ADABN = "source_only_adabn"
 #: The order runs are made in: baselines first, then each chapter's methods.
 ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent", "advent",
-         ENSEMBLE, "globallocal", "sdca", "sdca_ssl")
+         ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl")
 
 
 def _final_checkpoint(cfg: RunConfig) -> Path:

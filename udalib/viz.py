@@ -36,6 +36,7 @@ DOMAIN_COLOURS = {"source": "#1f77b4", "target": "#d62728"}  # also used for "be
 PUBLISHED: dict[str, tuple[float | None, str]] = {
     "source_only": (36.6, "AdaptSegNet paper's baseline, ResNet-101"),
     "oracle": (65.1, "trained on Cityscapes, AdaptSegNet figure, ResNet-101"),
+    "source_only_adabn": (None, "control: source-only with target BN statistics (AdaBN), no training"),
     "adaptsegnet_single": (41.4, "AdaptSegNet single-level"),
     "adaptsegnet_multi": (42.4, "AdaptSegNet multi-level"),
     "adaptsegnet_ls": (44.1, "AdaptSegNet LS-GAN, single-level (README figure)"),
@@ -43,6 +44,7 @@ PUBLISHED: dict[str, tuple[float | None, str]] = {
     "advent": (43.8, "ADVENT paper, AdvEnt"),
     "advent_minent_ensemble": (45.5, "ensemble of AdvEnt and MinEnt+ER logits, 0.5/0.5"),
     "globallocal": (None, "no published number found"),
+    "sdca_source": (None, "SDCA stage 1 (CE + 0.75 Lovász, single-level): not published"),
     "sdca": (None, "stage 3 alone: not published"),
     "sdca_ssl": (52.9, "SDCA after self-training, ResNet-101 (VGG-16: 47.3)"),
 }
@@ -595,6 +597,24 @@ def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
     return rows
 
 
+def gain_table(preset: str, pairs: Sequence[tuple[str, str]], root=None) -> str:
+    """One line per (method, baseline): the mIoU gain paired by seed, per seed, and whether it clears the
+    seed-to-seed spread of both runs (the bar each chapter's method has to pass)."""
+    from .results import paired_gain
+
+    lines = [f"{'method':<24} {'over':<20} {'gain':>12}  {'spread':>6}  per seed", "-" * 90]
+    for method, base in pairs:
+        g = paired_gain(preset, method, base, root)
+        if g is None:
+            lines.append(f"{method:<24} {base:<20} {'not measured':>12}")
+            continue
+        gstd = "" if np.isnan(g["std"]) else f" ± {g['std']:.1f}"
+        verdict = ("clears it" if g["mean"] > g["spread"] else "within it") if g["seeds"] > 1 else "one seed"
+        seeds = "  ".join(f"{s}: {v:+.1f}" for s, v in g["per_seed"].items())
+        lines.append(f"{method:<24} {base:<20} {g['mean']:+7.1f}{gstd:>5}  {g['spread']:6.1f}  {seeds}   ({verdict})")
+    return "\n".join(lines)
+
+
 def results_table(preset: str, methods: Sequence[str], root=None) -> str:
     """A text table of :func:`results_rows`; methods not measured yet say how to measure them.
 
@@ -639,6 +659,7 @@ __all__ = [
     "class_pixel_frequencies",
     "collect_pixels",
     "cosine_similarity_matrix",
+    "gain_table",
     "entropy_maps",
     "overlay",
     "plot_class_frequencies",
