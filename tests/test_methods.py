@@ -94,3 +94,29 @@ def test_paper_presets_carry_the_published_weights():
     assert (adv.lambda_adv_main, adv.lambda_adv_aux, train["iters"]) == (0.001, 0.0002, 120_000)
     ment, _, _ = method_config("minent", "paper", "gta5")
     assert (ment.lambda_ent_main, ment.lambda_ent_aux) == (0.001, 0.0002)
+
+
+def test_local_branch_pixel_sample_keeps_positions_aligned():
+    from udalib.methods import method_config
+    from udalib.methods.globallocal import GlobalLocal
+
+    quick, _, _ = method_config("globallocal", "quick", "synthcity")
+    paper, _, _ = method_config("globallocal", "paper", "gta5")
+    assert quick.local_pixels == 512 and paper.local_pixels is None  # the paper scores every pixel
+    b, k, h, w = 2, 3, 4, 6
+    pos = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)
+    code = pos + 100 * torch.arange(k).view(1, k, 1, 1) + 1000 * torch.arange(b).view(b, 1, 1, 1)
+    maps = {"main": code, "aux": -code}
+    mask = {lvl: (pos[0, 0] % 3 == 0).expand(b, h, w) for lvl in maps}
+    method = GlobalLocal(dataclasses.replace(quick, local_pixels=50), k)
+    torch.manual_seed(0)
+    picked, picked_mask = method.local_sample(maps, mask)
+    assert picked["main"].shape == (b, k, 50, 1) and picked_mask["main"].shape == (b, 50, 1)
+    where = picked["main"][:, 0] - 1000 * torch.arange(b).view(b, 1, 1)  # (B, n, 1) sampled positions
+    for c in range(k):  # every channel of a pixel comes from the same position, in each image
+        assert torch.equal(picked["main"][:, c], where + 100 * c + 1000 * torch.arange(b).view(b, 1, 1))
+    assert torch.equal(picked["aux"], -picked["main"])  # the same positions at both levels
+    assert torch.equal(picked_mask["main"], where % 3 == 0)  # the void mask follows its pixels
+    assert 0 <= where.min() and where.max() < h * w
+    every = GlobalLocal(dataclasses.replace(quick, local_pixels=None), k)
+    assert every.local_sample(maps, mask) == (maps, mask)
