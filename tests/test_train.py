@@ -10,6 +10,7 @@ import torch
 
 from udalib.evaluate import evaluate
 from udalib.data.domains import build_domains
+from udalib.presets import resolve
 from udalib.train import Trainer, poly_factor, segmenter_for
 
 from tiny_runs import tiny_config
@@ -69,3 +70,15 @@ def test_short_quick_run_beats_an_untrained_model(tiny_cache, tmp_path):
     before = evaluate(untrained, build_domains(cfg).target_val_loader(), "cityscapes19").main_miou
     after = Trainer(cfg, progress="none").fit().final.main_miou
     assert after > before + 5, (before, after)
+
+
+@pytest.mark.parametrize("bn_mode", ["trainable", "affine_frozen", "frozen"])
+def test_the_configured_bn_mode_reaches_the_small_model(bn_mode):
+    """The run's bn_mode is the model's: the quick preset says "trainable", and a "frozen" run keeps every BN in
+    eval mode while the model trains (an earlier version silently built the small model with trainable BN)."""
+    assert resolve("source_only", "quick").train.bn_mode == "trainable"
+    model = segmenter_for(resolve("advent", "quick", bn_mode=bn_mode), 19).train()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert model.bn_mode == bn_mode
+    assert all(bn.training == (bn_mode != "frozen") for bn in bns)
+    assert all(bn.weight.requires_grad == (bn_mode == "trainable") for bn in bns)

@@ -99,7 +99,8 @@ def _quick(dataset: str) -> tuple[DataConfig, TrainConfig]:
         raise ValueError(f"preset 'quick' runs on the embedded SynthCity pair, not {dataset!r}; "
                          "use preset='paper' for real data")
     data = DataConfig()
-    train = TrainConfig(backbone="small", multi_level=True, lr=0.01, iters=500, max_iters=800,
+    # the small backbone trains from scratch, so its BN layers train (statistics and affine)
+    train = TrainConfig(backbone="small", multi_level=True, bn_mode="trainable", lr=0.01, iters=500, max_iters=800,
                         batch_source=8, batch_target=8, eval_every=200, checkpoint_every=200, log_every=20, seed=0,
                         amp="off")
     return data, train

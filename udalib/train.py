@@ -137,7 +137,6 @@ def segmenter_for(cfg: RunConfig, num_classes: int) -> nn.Module:
     kw: dict[str, Any] = dict(pretrained=t.pretrained, aspp_bug_compat=t.aspp_bug_compat)
     if t.backbone != "vgg16":  # DeepLab VGG-16 is single-level and has no BN (spec §2.2)
         kw["multi_level"] = t.multi_level
-    if t.backbone == "resnet101":
         kw["bn_mode"] = t.bn_mode
     return build_model(t.backbone, num_classes, **kw)
 
