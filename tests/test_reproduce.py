@@ -1,5 +1,7 @@
 """`udalib reproduce` on tiny runs: records written, finished runs reused, the AdaBN control evaluated."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.tiny_runs import tiny_config
@@ -9,8 +11,11 @@ from udalib.results import load
 
 @pytest.fixture
 def tiny_measured(tiny_cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(rep, "measured_config",
-                        lambda method, preset, seed, **kw: tiny_config(method, tmp_path / f"seed{seed}", seed=seed))
+    def tiny_measured_config(method, preset, seed, **kw):
+        base, overrides = rep.ABLATIONS.get(method, (method, {}))
+        return tiny_config(base, tmp_path / f"seed{seed}" / ("" if base == method else method), seed=seed, **overrides)
+
+    monkeypatch.setattr(rep, "measured_config", tiny_measured_config)
     return tmp_path
 
 
@@ -55,3 +60,19 @@ def test_a_finished_staged_run_is_reused(tiny_measured, monkeypatch):
     stamp = rep._final_checkpoint(cfg).stat().st_mtime_ns
     assert rep.run_once(cfg) == first  # its stored config names the resolved stage: still the same run
     assert rep._final_checkpoint(cfg).stat().st_mtime_ns == stamp
+
+
+def test_an_ablation_is_recorded_under_its_own_name(tiny_measured, tmp_path, monkeypatch):
+    monkeypatch.setitem(rep.ABLATIONS, "source_only_frozen_bn", ("source_only", {"bn_mode": "frozen"}))
+    (rec,) = rep.reproduce("quick", ["source_only_frozen_bn"], [0], results_root=str(tmp_path / "results"))
+    assert rec["method"] == "source_only_frozen_bn" and rec["ablation"] == {"of": "source_only", "bn_mode": "frozen"}
+    assert set(load("quick", tmp_path / "results")) == {"source_only_frozen_bn"}
+
+
+def test_frozen_bn_ablations_change_only_the_bn_mode(tiny_cache):
+    for name, (base, overrides) in rep.ABLATIONS.items():
+        ablated, plain = rep.measured_config(name, "quick", 1), rep.measured_config(base, "quick", 1)
+        assert ablated.method == base and ablated.train.bn_mode == overrides["bn_mode"] == "frozen"
+        assert ablated.train == plain.train.__class__(**{**plain.train.__dict__, "bn_mode": "frozen"})
+        assert ablated.method_cfg == plain.method_cfg and ablated.data == plain.data
+        assert Path(ablated.out_dir).name.startswith(f"{name}-") and ablated.out_dir != plain.out_dir

@@ -9,6 +9,7 @@ re-estimated on target train, :mod:`udalib.adabn`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,14 +24,21 @@ from .data.labels import get_protocol
 from .evaluate import EvalResult, evaluate
 from .methods import VARIANTS
 from .pipeline import stage_config
-from .presets import RunConfig, resolve, resolve_device
+from .presets import RunConfig, _key, cache_root, resolve, resolve_device
 from .train import load_model_weights, segmenter_for
 
 ENSEMBLE = "advent_minent_ensemble"
 ADABN = "source_only_adabn"
+#: Ablations: a method trained with other settings, recorded under its own name. With ``bn_mode="frozen"`` the
+#: BatchNorm layers stay in eval mode during adaptation, so target batches cannot move their statistics and what is
+#: left of the gain is the method's loss alone (compare ``source_only_adabn``, the statistics alone).
+ABLATIONS: dict[str, tuple[str, dict]] = {
+    f"{m}_frozen_bn": (m, {"bn_mode": "frozen"}) for m in ("adaptsegnet_multi", "minent", "advent")}
+
+
 #: The order runs are made in: baselines first, then each chapter's methods.
 ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent", "advent",
-         ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl")
+         ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl", *ABLATIONS)
 
 
 def _final_checkpoint(cfg: RunConfig) -> Path:
@@ -51,6 +59,11 @@ def run_once(cfg: RunConfig) -> dict:
 
 
 def measured_config(method: str, preset: str, seed: int, **kw) -> RunConfig:
+    if method in ABLATIONS:
+        base, overrides = ABLATIONS[method]
+        cfg = resolve(base, preset, seed=seed, **kw, **overrides)
+        key = _key(cfg.to_dict())
+        return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{method}-{key}"), resume="auto")
     return stage_config(resolve(method, preset, seed=seed, **kw), method)
 
 
@@ -102,7 +115,7 @@ def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: li
               results_root: str | None = None, data_root: str | None = None,
               target_root: str | None = None) -> list[dict]:
     methods = list(methods or ORDER)
-    unknown = [m for m in methods if m not in VARIANTS and m not in EVALUATED]
+    unknown = [m for m in methods if m not in VARIANTS and m not in EVALUATED and m not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; expected some of {list(ORDER)}")
     kw = {"data_root": data_root, "target_root": target_root}
@@ -113,6 +126,9 @@ def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: li
                 rec = EVALUATED[method](preset, seed, **kw)
             else:
                 rec = results.record_from_metrics(run_once(measured_config(method, preset, seed, **kw)))
+                if method in ABLATIONS:
+                    base, overrides = ABLATIONS[method]
+                    rec.update(method=method, ablation={"of": base, **overrides})
             print(f"{method} seed {seed}: mIoU {rec['miou']:.2f}", flush=True)
             results.append_record(rec, results_root)
             records.append(rec)
