@@ -10,6 +10,7 @@ re-estimated on target train, :mod:`udalib.adabn`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
 
 #: The order runs are made in: baselines first, then each chapter's methods.
 ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent", "advent",
-         ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl", *ABLATIONS)
+         ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl", *ABLATIONS, "adaptsegnet_multi_adabn",
+         "advent_adabn")
 
 
 def _final_checkpoint(cfg: RunConfig) -> Path:
@@ -94,9 +96,9 @@ def ensemble_record(preset: str, seed: int, **kw) -> dict:
     return _record(ENSEMBLE, cfg, res, t0, device, members={"advent": 0.5, "minent": 0.5})
 
 
-def adabn_record(preset: str, seed: int, **kw) -> dict:
-    """The source-only model of `seed` with BN statistics re-estimated on target train, evaluated on target val."""
-    cfg = measured_config("source_only", preset, seed, **kw)
+def adabn_record(preset: str, seed: int, method: str = "source_only", **kw) -> dict:
+    """`method`'s final model of `seed` with BN statistics re-estimated on target train, evaluated on target val."""
+    cfg = measured_config(method, preset, seed, **kw)
     protocol = get_protocol(cfg.data.protocol)
     device = resolve_device(cfg.train.device)
     model = _trained(cfg, protocol.num_classes, device)
@@ -104,11 +106,13 @@ def adabn_record(preset: str, seed: int, **kw) -> dict:
     domains = build_domains(cfg)
     seen = adapt_batchnorm(model, domains.pseudo_label_loader(batch=cfg.train.batch_target), device)
     res = evaluate(model, domains.target_val_loader(), protocol, device=device)
-    return _record(ADABN, cfg, res, t0, device, adabn_images=seen)
+    return _record(f"{method}_adabn", cfg, res, t0, device, adabn_images=seen)
 
 
-#: Records that evaluate trained models instead of training one.
-EVALUATED = {ENSEMBLE: ensemble_record, ADABN: adabn_record}
+#: Records that evaluate trained models instead of training one: the ensemble, and AdaBN applied to the
+#: source-only model (the control) and to adapted models (does a method add anything to the statistics?).
+EVALUATED = {ENSEMBLE: ensemble_record, **{
+    f"{m}_adabn": functools.partial(adabn_record, method=m) for m in ("source_only", "adaptsegnet_multi", "advent")}}
 
 
 def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: list[int] = (0, 1, 2), *,
