@@ -33,8 +33,11 @@ ADABN = "source_only_adabn"
 #: Ablations: a method trained with other settings, recorded under its own name. With ``bn_mode="frozen"`` the
 #: BatchNorm layers stay in eval mode during adaptation, so target batches cannot move their statistics and what is
 #: left of the gain is the method's loss alone (compare ``source_only_adabn``, the statistics alone).
+#: ``globallocal_all_pixels`` scores every pixel in the local branch, as the paper preset does (slow on a CPU).
 ABLATIONS: dict[str, tuple[str, dict]] = {
-    f"{m}_frozen_bn": (m, {"bn_mode": "frozen"}) for m in ("adaptsegnet_multi", "minent", "advent")}
+    **{f"{m}_frozen_bn": (m, {"bn_mode": "frozen"}) for m in ("adaptsegnet_multi", "minent", "advent")},
+    "globallocal_all_pixels": ("globallocal", {"method_overrides": {"local_pixels": None}}),
+}
 
 
 #: The order runs are made in: baselines first, then each chapter's methods.
