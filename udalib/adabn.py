@@ -2,10 +2,11 @@
 
 Li et al., "Revisiting Batch Normalization For Practical Domain Adaptation" (ICLR-W 2017): a BN layer normalises
 with running estimates of its input's mean and variance; replacing the source estimates by target ones is the
-simplest adaptation there is. In udalib it is a *control*: a model whose BatchNorm layers train (the quick
-preset's small backbone) also updates its running statistics on every target batch an adaptation method feeds it,
-so part of a quick-mode gain can come from this alone. The paper preset freezes BN (``bn_mode="affine_frozen"``,
-as the seeds do), which removes the effect.
+simplest adaptation there is. In udalib it is a *control*: a network whose BatchNorm layers are in train mode
+normalises every target batch an adaptation method feeds it with that batch's own statistics and moves its running
+statistics towards the target, so part of a gain can come from this alone. That holds for the quick preset's small
+backbone (``bn_mode="trainable"``) and for the seeds' ResNet-101 too, whose "frozen" BN freezes only the affine
+parameters (``bn_mode="affine_frozen"``); only ``bn_mode="frozen"`` (SDCA's FrozenBatchNorm) removes the effect.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Runs live in the stage cache (``udalib.pipeline.stage_config``), so the source-only runs measured here are the very
 models the adaptation runs start from, and a finished run of the same config is not retrained: its metrics are
-recorded again. Two records evaluate trained models without training: the AdvEnt+MinEnt ensemble (ADVENT's 45.5,
-two models' logits 0.5/0.5) and the AdaBN control (the source-only model with its BatchNorm statistics
-re-estimated on target train, :mod:`udalib.adabn`).
+recorded again. Some records evaluate trained models without training: the AdvEnt+MinEnt ensemble (ADVENT's
+45.5, two models' logits 0.5/0.5) and AdaBN (BatchNorm statistics re-estimated on target train, :mod:`udalib.adabn`)
+applied to the source-only model, the control, and to adapted ones. Ablations retrain a method with one setting
+changed and are recorded under their own names.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
 
 
 #: The order runs are made in: baselines first, then each chapter's methods.
-ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent", "advent",
-         ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl", *ABLATIONS, "adaptsegnet_multi_adabn",
+ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent",
+         "advent", ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl", *ABLATIONS, "adaptsegnet_multi_adabn",
          "advent_adabn")
 
 
