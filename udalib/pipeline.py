@@ -21,8 +21,13 @@ def stage_config(cfg: RunConfig, method: str) -> RunConfig:
     stage = resolve(method, cfg.preset, dataset=None if cfg.preset == "quick" else cfg.data.source,
                     data_root=cfg.data.source_root, target_root=cfg.data.target_root, backbone=t.backbone,
                     seed=t.seed, device=t.device)
-    key = _key(stage.to_dict())
-    return dataclasses.replace(stage, out_dir=str(cache_root() / "stages" / f"{method}-{key}"), resume="auto")
+    return cached_run(stage, method)
+
+
+def cached_run(cfg: RunConfig, name: str) -> RunConfig:
+    """`cfg` with its run folder in the stage cache, ``stages/<name>-<key of the config>``, resumed if present."""
+    key = _key(cfg.to_dict())
+    return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{name}-{key}"), resume="auto")
 
 
 def stage_checkpoint(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:

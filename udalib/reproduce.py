@@ -10,7 +10,6 @@ changed and are recorded under their own names.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -26,7 +25,7 @@ from .data.labels import get_protocol
 from .evaluate import EvalResult, evaluate
 from .methods import VARIANTS
 from .pipeline import stage_config
-from .presets import RunConfig, _key, cache_root, resolve, resolve_device
+from .presets import RunConfig, resolve, resolve_device
 from .train import load_model_weights, segmenter_for
 
 ENSEMBLE = "advent_minent_ensemble"
@@ -67,9 +66,7 @@ def run_once(cfg: RunConfig) -> dict:
 def measured_config(method: str, preset: str, seed: int, **kw) -> RunConfig:
     if method in ABLATIONS:
         base, overrides = ABLATIONS[method]
-        cfg = resolve(base, preset, seed=seed, **kw, **overrides)
-        key = _key(cfg.to_dict())
-        return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{method}-{key}"), resume="auto")
+        return pipeline.cached_run(resolve(base, preset, seed=seed, **kw, **overrides), method)
     return stage_config(resolve(method, preset, seed=seed, **kw), method)
 
 

@@ -68,8 +68,9 @@ def paired_gain(preset: str, method: str, baseline: str = "source_only", root: s
     """mIoU gain of `method` over `baseline`, paired by seed: each adapted run starts from its own seed's
     source-only model, so the per-seed difference removes the spread the two runs share.
 
-    Returns {"mean", "std", "seeds", "per_seed": {seed: gain}, "spread"}, where "spread" is the larger of the
-    two methods' seed-to-seed standard deviations (the bar a gain must clear), or None without common seeds.
+    Returns {"mean", "std", "seeds", "per_seed": {seed: gain}, "spread", "clears"}, where "spread" is the larger of
+    the two methods' seed-to-seed standard deviations and "clears" says whether the mean gain exceeds it over more
+    than one seed (the bar each chapter's method has to pass); None without common seeds.
     """
     data = load(preset, root)
     ours = {r["seed"]: r["miou"] for r in data.get(method, [])}
@@ -80,8 +81,9 @@ def paired_gain(preset: str, method: str, baseline: str = "source_only", root: s
     gains = {s: ours[s] - base[s] for s in seeds}
     mean, std = _mean_std(list(gains.values()))
     spreads = [sd for sd in (_mean_std(list(v.values()))[1] for v in (ours, base)) if math.isfinite(sd)]
-    return {"mean": mean, "std": std, "seeds": len(seeds), "per_seed": gains,
-            "spread": max(spreads, default=float("nan"))}
+    spread = max(spreads, default=float("nan"))
+    return {"mean": mean, "std": std, "seeds": len(seeds), "per_seed": gains, "spread": spread,
+            "clears": len(seeds) > 1 and mean > spread}
 
 
 def gap_recovered(miou: float, source_only: float, oracle: float) -> float:

@@ -609,7 +609,7 @@ def gain_table(preset: str, pairs: Sequence[tuple[str, str]], root=None) -> str:
             lines.append(f"{method:<24} {base:<20} {'not measured':>12}")
             continue
         gstd = "" if np.isnan(g["std"]) else f" ± {g['std']:.1f}"
-        verdict = ("clears it" if g["mean"] > g["spread"] else "within it") if g["seeds"] > 1 else "one seed"
+        verdict = "one seed" if g["seeds"] == 1 else "clears it" if g["clears"] else "within it"
         seeds = "  ".join(f"{s}: {v:+.1f}" for s, v in g["per_seed"].items())
         lines.append(f"{method:<24} {base:<20} {g['mean']:+7.1f}{gstd:>5}  {g['spread']:6.1f}  {seeds}   ({verdict})")
     return "\n".join(lines)
@@ -635,7 +635,7 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
             ours = f"{r['ours']:.1f}{std}"
             g = r["gain"]
             if g is not None:
-                star = "*" if g["seeds"] > 1 and g["mean"] > g["spread"] else " "
+                star = "*" if g["clears"] else " "
                 gstd = "" if np.isnan(g["std"]) else f" ± {g['std']:.1f}"
                 gain = f"{g['mean']:+.1f}{gstd}{star}"
             gap = "" if r["gap"] is None else f"{100 * r['gap']:.0f}%"
