@@ -33,16 +33,16 @@ from udalib.data.labels import get_protocol
 from udalib.data.synthcity import SynthCitySpec, generate
 from udalib.presets import resolve
 from udalib.pseudo_labels import generate_pseudo_labels
-from udalib.train import load_model_weights, segmenter_for
+from udalib.models.trained import build_segmenter, load_weights
 
 
 def measure(data: Path, n: int, checkpoint: str | None, batch: int) -> dict:
     """Pseudo-label the first `n` target-train images of `data` in this process; report peak RSS."""
     cfg = resolve("source_only", "quick", data_root=str(data), device="cpu")
     protocol = get_protocol(cfg.data.protocol)
-    model = segmenter_for(cfg, protocol.num_classes)
+    model = build_segmenter(cfg.train, protocol.num_classes)
     if checkpoint:
-        load_model_weights(model, checkpoint)
+        load_weights(model, checkpoint)
     loader = build_domains(cfg).pseudo_label_loader(batch=batch)
     if n > len(loader.dataset):
         raise ValueError(f"--images {n}: {data} holds only {len(loader.dataset)} target-train images")

@@ -18,13 +18,16 @@ import platform
 import time
 from pathlib import Path
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from udalib.data.synthcity import SynthCitySpec, render_item
-from udalib.methods import method_class, method_config
-from udalib.methods.base import Batch
-from udalib.models import build_model
+from udalib import methods
+from udalib.data.streams import Batch
+from udalib.models.trained import build_segmenter
+from udalib.presets import resolve
 
 MODES = {"fp32": (None, False), "bf16": (torch.bfloat16, False), "bf16_channels_last": (torch.bfloat16, True)}
 
@@ -45,13 +48,14 @@ def _caffe(image: np.ndarray) -> torch.Tensor:
 
 def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: int, warmup: int) -> dict:
     dtype, channels_last = MODES[mode]
-    cfg, _, train = method_config(method, "paper", "gta5")
-    multi = train.get("multi_level", True)
+    # the paper preset's model and method config; no data is read and no CUDA is needed to resolve it
+    cfg = resolve(method, "paper", data_root="unused", target_root="unused", device="cuda")
     torch.manual_seed(0)
-    model = build_model("resnet101", 19, multi_level=multi).to(device)
+    model = build_segmenter(dataclasses.replace(cfg.train, pretrained=None), 19).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    m = method_class(method)(cfg, 19, train.get("iters", 150_000)).to(device)
+    m = methods.build_method(method, cfg.method_cfg, 19, feature_dim=model.feature_channels,
+                             total_iters=cfg.train.iters).to(device)
     groups = [{"params": g["params"], "lr": 2.5e-4 * g["lr_mult"]} for g in model.parameter_groups()]
     opt = torch.optim.SGD(groups, lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
     src_size = (round(720 * scale), round(1280 * scale))

@@ -10,11 +10,10 @@ from torch import nn
 from udalib.losses.contrastive import ClassStatistics, contrastive_bound, downsample_labels, flatten_pixels
 from udalib.losses.lovasz import lovasz_softmax_logits
 from udalib.losses.segmentation import seg_ce
-from udalib.methods import method_class, method_config
-from udalib.methods.base import Batch
-from udalib.models.output import FEATURE_CHANNELS
+from udalib import methods
+from udalib.data.streams import Batch
 from udalib.methods.sdca import SDCA, SDCAConfig, SDCASource, SDCASourceConfig
-from udalib.methods.supervised import SelfTraining
+from udalib.methods.supervised import Supervised
 from udalib.models import SegOutput, SmallDeepLab, build_model
 from udalib.presets import resolve
 
@@ -78,14 +77,14 @@ def collect(model, batches):
 
 def test_feature_dims_table_matches_small_model():
     out = build_model("small", num_classes=K, multi_level=False)(torch.randn(1, 3, H, W))
-    assert out.features.shape[1] == FEATURE_CHANNELS["small"] == 128
+    assert out.features.shape[1] == SmallDeepLab.feature_channels == 128
     assert out.aux_logits is None
 
 
 def test_prepare_fills_estimators_with_exact_source_statistics():
     model = small_model()
     loader = [(b.image, b.label, b.meta) for b in (make_batch(s, n=3) for s in range(4))]
-    method = SDCA(SDCAConfig(feature_dim=A), K)
+    method = SDCA(SDCAConfig(), K, feature_dim=A)
     method.prepare(model, loader, torch.device("cpu"))
     assert model.training  # mode restored
 
@@ -107,21 +106,21 @@ def test_prepare_fills_estimators_with_exact_source_statistics():
 def test_prepare_rejects_wrong_feature_dim_and_aux_head():
     loader = [(make_batch(0).image, make_batch(0).label, {})]
     with pytest.raises(ValueError, match="feature_dim"):
-        SDCA(SDCAConfig(feature_dim=A + 1), K).prepare(small_model(), loader, torch.device("cpu"))
+        SDCA(SDCAConfig(), K, feature_dim=A + 1).prepare(small_model(), loader, torch.device("cpu"))
     multi = small_model(multi_level=True)
     with pytest.raises(ValueError, match="multi_level=False"):
-        SDCA(SDCAConfig(feature_dim=A), K).prepare(multi, loader, torch.device("cpu"))
+        SDCA(SDCAConfig(), K, feature_dim=A).prepare(multi, loader, torch.device("cpu"))
 
 
 def test_estimator_init_pass_can_be_skipped():
-    method = SDCA(SDCAConfig(feature_dim=A, estimator_init_pass=False), K)
+    method = SDCA(SDCAConfig(estimator_init_pass=False), K, feature_dim=A)
     method.prepare(small_model(), [(make_batch(0).image, make_batch(0).label, {})], torch.device("cpu"))
     assert method.feat_stats.count.sum() == 0 and method.out_stats.count.sum() == 0
 
 
 def test_training_step_losses_gradients_and_estimator_updates():
     model = small_model()
-    method = SDCA(SDCAConfig(feature_dim=A), K)
+    method = SDCA(SDCAConfig(), K, feature_dim=A)
     warm = [(b.image, b.label, b.meta) for b in (make_batch(10 + s) for s in range(2))]
     method.prepare(model, warm, torch.device("cpu"))
     before = {k: v.clone() for k, v in method.state_dict().items()}
@@ -181,7 +180,7 @@ def test_training_step_losses_gradients_and_estimator_updates():
 def test_first_step_uses_updated_statistics():
     """From empty estimators the bound would be exactly log K (zero prototypes) if the update came after it."""
     model = small_model()
-    method = SDCA(SDCAConfig(feature_dim=A, use_target=False), K)
+    method = SDCA(SDCAConfig(use_target=False), K, feature_dim=A)
     logs = method.training_step(model, make_batch(1), None, 0, lambda loss: loss.backward())
     assert logs["feat_tgt"] == 0 and logs["out_tgt"] == 0 and logs["pl_kept"] == 0
     assert abs(logs["feat_src"].item() - math.log(K)) > 1e-5
@@ -209,7 +208,7 @@ def test_target_threshold_uses_probabilities(bias, kept):
     model = ConstantHead(bias)
     logits = model(make_batch(2).image).logits
     assert (logits.max(1).values > 0.9).all()  # thresholding raw logits (the pre-c6e2a34 bug) would keep all
-    method = SDCA(SDCAConfig(feature_dim=6), K)
+    method = SDCA(SDCAConfig(), K, feature_dim=6)
     logs = method.training_step(model, make_batch(1), make_batch(2), 0, lambda loss: loss.backward())
     assert logs["pl_kept"].item() == kept
     if kept == 0.0:  # softmax max = e/(e + e^0.95 + 3) ~ 0.32 < 0.9: no target pixel counted
@@ -220,13 +219,13 @@ def test_target_threshold_uses_probabilities(bias, kept):
 
 def test_state_dict_round_trip():
     model = small_model()
-    method = SDCA(SDCAConfig(feature_dim=A), K)
+    method = SDCA(SDCAConfig(), K, feature_dim=A)
     method.prepare(model, [(make_batch(0).image, make_batch(0).label, {})], torch.device("cpu"))
     method.training_step(model, make_batch(1), make_batch(2), 0, lambda loss: loss.backward())
     state = method.state_dict()
     assert set(state) == {f"{e}.{b}" for e in ("feat_stats", "out_stats") for b in ("count", "mean", "var")}
     assert state["feat_stats.mean"].shape == (K, A) and state["out_stats.var"].shape == (K, K)
-    fresh = SDCA(SDCAConfig(feature_dim=A), K)
+    fresh = SDCA(SDCAConfig(), K, feature_dim=A)
     fresh.load_state_dict(state)
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, state[k]), k
@@ -244,33 +243,38 @@ def test_source_stage_step():
 
 def test_registry_quick():
     cfg = resolve("sdca", "quick")
-    assert method_class("sdca") is SDCA
+    assert methods.get("sdca").cls is SDCA
     assert cfg.train.init_checkpoint == "stage:sdca_source"
     assert cfg.data.source_sampling == "class_balanced" and cfg.data.source_color_aug
     assert not cfg.train.multi_level and cfg.train.lr == 0.005
     assert (cfg.train.iters, cfg.train.batch_source, cfg.train.batch_target) == (200, 4, 4)  # QUICK_ADAPTATION
-    assert cfg.method_cfg.feature_dim == FEATURE_CHANNELS[cfg.train.backbone] == 128
 
     ssl = resolve("sdca_ssl", "quick")
-    assert method_class("sdca_ssl") is SelfTraining and SelfTraining.trains_on_target_labels
+    assert methods.get("sdca_ssl").cls is Supervised and ssl.data.labelled == "target"
     assert ssl.data.pseudo_label_dir == "stage:sdca"
     assert ssl.train.init_checkpoint is None and ssl.method_cfg.lambda_seg_aux == 0.0
     assert ssl.train.iters == 300 and ssl.data.labelled_scale_crop and ssl.data.eval_size == (128, 256)
 
     src = resolve("sdca_source", "quick")
-    assert not method_class("sdca_source").uses_target
+    assert not methods.get("sdca_source").cls.uses_target
     assert src.train.iters == 500 and src.train.lr == 0.01 and not src.train.multi_level
     assert src.method_cfg.lambda_lov == 0.75
 
 
-def test_registry_paper_builders():
-    cfg, data, train = method_config("sdca", "paper", "gta5")
-    assert cfg.feature_dim == 2048 and cfg.tau == 100.0 and cfg.delta == 0.9
-    assert data == {"source_color_aug": True, "source_sampling": "class_balanced", "normalization": "imagenet_rgb"}
-    assert (train["iters"], train["max_iters"], train["lr"], train["bn_mode"]) == (40_000, 62_500, 2.5e-4, "frozen")
-    assert train["batch_source"] * train["accum"] == 4 and train["init_checkpoint"] == "stage:sdca_source"
-    _, _, train = method_config("sdca_source", "paper", "gta5")
-    assert (train["iters"], train["max_iters"], train["lr"], train["bn_mode"]) == (20_000, 31_250, 5e-4, "frozen")
-    _, data, train = method_config("sdca_ssl", "paper", "gta5")
-    assert data["pseudo_label_dir"] == "stage:sdca" and "init_checkpoint" not in train
-    assert (train["iters"], train["max_iters"], train["lr"], train["pretrained"]) == (20_000, 31_250, 5e-4, "imagenet")
+def test_registry_paper_rows():
+    def paper(method):
+        return resolve(method, "paper", data_root="/gta5", target_root="/cityscapes", device="cuda")
+
+    cfg = paper("sdca")
+    assert cfg.method_cfg.tau == 100.0 and cfg.method_cfg.delta == 0.9
+    assert cfg.data.source_color_aug and cfg.data.source_sampling == "class_balanced"
+    assert cfg.data.normalization == "imagenet_rgb"
+    t = cfg.train
+    assert (t.iters, t.poly_horizon, t.lr, t.bn_mode) == (40_000, 62_500, 2.5e-4, "frozen")
+    assert t.batch_source * t.accum == 4 and t.init_checkpoint == "stage:sdca_source"
+    t = paper("sdca_source").train
+    assert (t.iters, t.poly_horizon, t.lr, t.bn_mode) == (20_000, 31_250, 5e-4, "frozen")
+    ssl = paper("sdca_ssl")
+    assert ssl.data.pseudo_label_dir == "stage:sdca" and ssl.train.init_checkpoint is None
+    t = ssl.train
+    assert (t.iters, t.poly_horizon, t.lr, t.pretrained) == (20_000, 31_250, 5e-4, "imagenet")

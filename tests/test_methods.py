@@ -9,13 +9,14 @@ import dataclasses
 import pytest
 import torch
 
+from udalib import methods
 from udalib.data.domains import build_domains
-from udalib.methods import VARIANTS, build_method
-from udalib.methods.adaptsegnet import AdaptSegNet, AdaptSegNetConfig
-from udalib.methods.base import Batch
+from udalib.data.streams import Batch
+from udalib.methods.adaptsegnet import SINGLE_LEVEL, AdaptSegNet
 from udalib.methods.output_alignment import OutputDiscriminators, level_maps
 from udalib.models import build_model
-from udalib.train import segmenter_for
+from udalib.models.trained import build_segmenter
+from udalib.presets import resolve
 
 from tiny_runs import tiny_config
 
@@ -26,16 +27,21 @@ def _batches(cfg):
     return dom, take(dom.labelled), take(dom.target_train)
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+def _method(cfg, model):
+    return methods.build_method(cfg.method, cfg.method_cfg, 19, feature_dim=model.feature_channels,
+                                total_iters=cfg.train.iters)
+
+
+@pytest.mark.parametrize("name", sorted(methods.REGISTRY))
 def test_one_step_of_every_method(name, tiny_cache, tmp_path):
     cfg = tiny_config(name, tmp_path, init_checkpoint=None)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=None,
                                                             source_sampling="uniform"))
     torch.manual_seed(0)
-    model = segmenter_for(cfg, 19)
-    method = build_method(cfg, 19)
+    model = build_segmenter(cfg.train, 19)
+    method = _method(cfg, model)
     dom, src, tgt = _batches(cfg)
-    method.prepare(model, dom.source_eval_loader(), torch.device("cpu"))
+    method.prepare(model, dom.labelled_eval_loader(), torch.device("cpu"))
     model.train()
     losses = method.training_step(model, src, tgt if method.uses_target else None, 0, lambda loss: loss.backward())
     assert losses and all(torch.isfinite(v).all() for v in losses.values()), losses
@@ -44,7 +50,7 @@ def test_one_step_of_every_method(name, tiny_cache, tmp_path):
     for opt in method.aux_optimizers():
         for group in opt.param_groups:
             assert all(p.grad is not None for p in group["params"]), f"{name}: an auxiliary network got no grad"
-    clone = build_method(cfg, 19)
+    clone = _method(cfg, model)
     clone.load_state_dict(method.state_dict())
     for (k, a), b in zip(method.state_dict().items(), clone.state_dict().values()):
         assert torch.equal(a, b), k
@@ -75,33 +81,46 @@ def test_discriminator_loss_does_not_reach_the_segmenter():
 
 
 def test_single_level_builds_only_the_main_discriminator():
-    m = AdaptSegNet(AdaptSegNetConfig(lambda_seg_aux=0, lambda_adv_aux=0, lambda_adv_main=0.001), 19)
+    m = AdaptSegNet(SINGLE_LEVEL, 19)
     assert list(m.disc.nets) == ["main"] and len(m.aux_optimizers()) == 1
 
 
-def test_paper_presets_carry_the_published_weights():
-    from udalib.methods import method_config
+def _paper(method):
+    return resolve(method, "paper", data_root="/gta5", target_root="/cityscapes", device="cuda")
 
-    multi, _, train = method_config("adaptsegnet_multi", "paper", "gta5")
-    assert (multi.lambda_seg_aux, multi.lambda_adv_aux, multi.lambda_adv_main, multi.gan) == (0.1, 0.0002, 0.001,
-                                                                                              "bce")
-    assert (train["iters"], train["max_iters"]) == (150_000, 250_000)
-    single, _, _ = method_config("adaptsegnet_single", "paper", "gta5")
-    assert (single.lambda_adv_main, single.lambda_adv_aux) == (0.001, 0.0)
-    ls, _, _ = method_config("adaptsegnet_ls", "paper", "gta5")
+
+def test_paper_presets_carry_the_published_weights():
+    multi = _paper("adaptsegnet_multi")
+    m = multi.method_cfg
+    assert (m.lambda_seg_aux, m.lambda_adv_aux, m.lambda_adv_main, m.gan) == (0.1, 0.0002, 0.001, "bce")
+    assert (multi.train.iters, multi.train.poly_horizon) == (150_000, 250_000) and multi.train.multi_level
+    single = _paper("adaptsegnet_single")
+    assert (single.method_cfg.lambda_adv_main, single.method_cfg.lambda_adv_aux) == (0.001, 0.0)
+    assert not single.train.multi_level
+    ls = _paper("adaptsegnet_ls").method_cfg
     assert (ls.lambda_adv_main, ls.gan) == (0.01, "ls")
-    adv, _, train = method_config("advent", "paper", "gta5")
-    assert (adv.lambda_adv_main, adv.lambda_adv_aux, train["iters"]) == (0.001, 0.0002, 120_000)
-    ment, _, _ = method_config("minent", "paper", "gta5")
+    adv = _paper("advent")
+    assert (adv.method_cfg.lambda_adv_main, adv.method_cfg.lambda_adv_aux, adv.train.iters) == (0.001, 0.0002, 120_000)
+    ment = _paper("minent").method_cfg
     assert (ment.lambda_ent_main, ment.lambda_ent_aux) == (0.001, 0.0002)
 
 
+def test_quick_weights_follow_the_one_scaling_rule():
+    """Quick = paper × the rule of ``presets.QUICK_ADVERSARIAL`` / ``QUICK_ENTROPY``, for every method alike."""
+    for name in ("adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "advent", "globallocal"):
+        quick, paper = resolve(name, "quick").method_cfg, _paper(name).method_cfg
+        assert quick.lambda_adv_main == pytest.approx(10 * paper.lambda_adv_main), name
+        assert quick.lambda_adv_aux == pytest.approx(10 * paper.lambda_adv_aux), name
+        assert quick.lr_d == pytest.approx(2 * paper.lr_d), name
+    quick, paper = resolve("minent", "quick").method_cfg, _paper("minent").method_cfg
+    assert (quick.lambda_ent_main, quick.lambda_ent_aux) == pytest.approx((100 * paper.lambda_ent_main,
+                                                                           100 * paper.lambda_ent_aux))
+
+
 def test_local_branch_pixel_sample_keeps_positions_aligned():
-    from udalib.methods import method_config
     from udalib.methods.globallocal import GlobalLocal
 
-    quick, _, _ = method_config("globallocal", "quick", "synthcity")
-    paper, _, _ = method_config("globallocal", "paper", "gta5")
+    quick, paper = resolve("globallocal", "quick").method_cfg, _paper("globallocal").method_cfg
     assert quick.local_pixels == 512 and paper.local_pixels is None  # the paper scores every pixel
     b, k, h, w = 2, 3, 4, 6
     pos = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)

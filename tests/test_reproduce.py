@@ -7,14 +7,19 @@ import pytest
 
 from tests.tiny_runs import tiny_config
 from udalib import reproduce as rep
-from udalib.results import load
+from udalib import stages
+from udalib.results import CATALOGUE, ResultEntry, load
+
+ADABN = "source_only_adabn"
 
 
 @pytest.fixture
 def tiny_measured(tiny_cache, tmp_path, monkeypatch):
-    def tiny_measured_config(method, preset, seed, **kw):
-        base, overrides = rep.ABLATIONS.get(method, (method, {}))
-        return tiny_config(base, tmp_path / f"seed{seed}" / ("" if base == method else method), seed=seed, **overrides)
+    def tiny_measured_config(name, preset, seed, **kw):
+        entry = CATALOGUE[name]
+        base = entry.of if entry.kind == "ablation" else name
+        return tiny_config(base, tmp_path / f"seed{seed}" / ("" if base == name else name), seed=seed,
+                           **entry.overrides.get("train", {}))
 
     monkeypatch.setattr(rep, "measured_config", tiny_measured_config)
     return tmp_path
@@ -22,19 +27,19 @@ def tiny_measured(tiny_cache, tmp_path, monkeypatch):
 
 def test_records_reuse_and_adabn(tiny_measured, tmp_path):
     results_root = tmp_path / "results"
-    first = rep.reproduce("quick", ["source_only", rep.ADABN], [0], results_root=str(results_root))
+    first = rep.reproduce("quick", ["source_only", ADABN], [0], results_root=str(results_root))
     so, adabn = first
-    assert so["method"] == "source_only" and adabn["method"] == rep.ADABN
+    assert so["method"] == "source_only" and adabn["method"] == ADABN
     assert adabn["adabn_images"] == 16  # every target-train image of the tiny set, once
     assert adabn["miou"] != so["miou"]  # the same weights with target BN statistics
 
     ckpt = tiny_measured / "seed0" / "source_only" / "checkpoint_0000004.pt"
     stamp = ckpt.stat().st_mtime_ns
-    again = rep.reproduce("quick", ["source_only", rep.ADABN], [0], results_root=str(results_root))
+    again = rep.reproduce("quick", ["source_only", ADABN], [0], results_root=str(results_root))
     assert ckpt.stat().st_mtime_ns == stamp  # read back, not retrained; AdaBN never writes the checkpoint
     assert again[0]["miou"] == so["miou"] and again[1]["miou"] == pytest.approx(adabn["miou"])
     stored = load("quick", results_root)
-    assert {m: len(r) for m, r in stored.items()} == {"source_only": 1, rep.ADABN: 1}
+    assert {m: len(r) for m, r in stored.items()} == {"source_only": 1, ADABN: 1}
 
 
 def test_a_different_config_in_the_run_folder_is_refused(tiny_measured, tmp_path):
@@ -45,40 +50,39 @@ def test_a_different_config_in_the_run_folder_is_refused(tiny_measured, tmp_path
 
 
 def test_unknown_method_is_named():
-    with pytest.raises(ValueError, match=r"unknown method\(s\) \['adaptsegnet'\]"):
+    with pytest.raises(ValueError, match=r"unknown result name\(s\) \['adaptsegnet'\]"):
         rep.reproduce("quick", ["adaptsegnet"], [0])
 
 
 def test_a_finished_staged_run_is_reused(tiny_measured, monkeypatch):
-    from udalib import pipeline
-
     base = tiny_config("source_only", tiny_measured / "stage")
     rep.run_once(base)
-    monkeypatch.setattr(pipeline, "stage_checkpoint", lambda cfg, method, progress="lines": rep._final_checkpoint(base))
+    monkeypatch.setattr(stages, "stage_checkpoint", lambda cfg, method, progress="lines": base.final_checkpoint)
     cfg = tiny_config("adaptsegnet_multi", tiny_measured / "adapt")
     assert cfg.train.init_checkpoint == "stage:source_only"
     first = rep.run_once(cfg)
-    stamp = rep._final_checkpoint(cfg).stat().st_mtime_ns
+    stamp = cfg.final_checkpoint.stat().st_mtime_ns
     assert rep.run_once(cfg) == first  # its stored config names the resolved stage: still the same run
-    assert rep._final_checkpoint(cfg).stat().st_mtime_ns == stamp
+    assert cfg.final_checkpoint.stat().st_mtime_ns == stamp
 
 
 def test_an_ablation_is_recorded_under_its_own_name(tiny_measured, tmp_path, monkeypatch):
-    monkeypatch.setitem(rep.ABLATIONS, "source_only_frozen_bn", ("source_only", {"bn_mode": "frozen"}))
+    entry = ResultEntry("source_only_frozen_bn", "ablation", "source_only", "test", of="source_only",
+                        overrides={"train": {"bn_mode": "frozen"}})
+    monkeypatch.setitem(CATALOGUE, entry.name, entry)
     (rec,) = rep.reproduce("quick", ["source_only_frozen_bn"], [0], results_root=str(tmp_path / "results"))
-    assert rec["method"] == "source_only_frozen_bn" and rec["ablation"] == {"of": "source_only", "bn_mode": "frozen"}
+    assert rec["method"] == "source_only_frozen_bn"
+    assert rec["ablation"] == {"of": "source_only", "train": {"bn_mode": "frozen"}}
     assert set(load("quick", tmp_path / "results")) == {"source_only_frozen_bn"}
 
 
 def test_ablations_change_only_what_they_name(tiny_cache):
-    for name, (base, overrides) in rep.ABLATIONS.items():
-        ablated, plain = rep.measured_config(name, "quick", 1), rep.measured_config(base, "quick", 1)
-        assert ablated.method == base and ablated.data == plain.data
-        assert Path(ablated.out_dir).name.startswith(f"{name}-") and ablated.out_dir != plain.out_dir
-        if name.endswith("_frozen_bn"):
-            assert ablated.train == dataclasses.replace(plain.train, bn_mode="frozen")
-            assert ablated.method_cfg == plain.method_cfg
-        else:
-            assert ablated.train == plain.train
-            assert ablated.method_cfg == dataclasses.replace(plain.method_cfg, **overrides["method_overrides"])
-    assert rep.ABLATIONS["globallocal_all_pixels"][1] == {"method_overrides": {"local_pixels": None}}
+    ablations = [e for e in CATALOGUE.values() if e.kind == "ablation"]
+    assert {e.name for e in ablations} >= {"advent_frozen_bn", "globallocal_all_pixels"}
+    for e in ablations:
+        ablated, plain = rep.measured_config(e.name, "quick", 1), rep.measured_config(e.of, "quick", 1)
+        assert ablated.method == e.of and ablated.data == plain.data
+        assert Path(ablated.out_dir).name.startswith(f"{e.name}-") and ablated.out_dir != plain.out_dir
+        assert ablated.train == dataclasses.replace(plain.train, **e.overrides.get("train", {}))
+        assert ablated.method_cfg == dataclasses.replace(plain.method_cfg, **e.overrides.get("method", {}))
+    assert CATALOGUE["globallocal_all_pixels"].overrides == {"method": {"local_pixels": None}}

@@ -1,11 +1,13 @@
-"""Results files: records, summaries, paired gains, the gap recovered, and the repository's own measurements."""
+"""Results: the catalogue, records, summaries, paired gains, the gap recovered, the tables, and the repository's own
+measurements."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from udalib import results, viz
+from udalib import results
 
 CLASSES = ["road", "car"]
 
@@ -59,7 +61,7 @@ def test_gap_recovered():
 
 
 def test_results_table_states_gain_gap_and_what_is_missing(root):
-    table = viz.results_table("quick", ["source_only", "adaptsegnet_multi", "minent", "advent", "oracle"], root)
+    table = results.results_table("quick", ["source_only", "adaptsegnet_multi", "minent", "advent", "oracle"], root)
     line = {row.split()[0]: row for row in table.splitlines() if row.strip()}
     assert "26.0 ± 1.0" in line["adaptsegnet_multi"] and "+6.0 ± 2.0*" in line["adaptsegnet_multi"]
     assert "30%" in line["adaptsegnet_multi"]  # (26 - 20) / (40 - 20)
@@ -85,13 +87,114 @@ def test_repository_records_are_consistent():
 
 
 def test_gain_table_verdicts(root):
-    table = viz.gain_table("quick", [("adaptsegnet_multi", "source_only"), ("minent", "source_only"),
-                                     ("advent", "source_only")], root)
+    table = results.gain_table("quick", [("adaptsegnet_multi", "source_only"), ("minent", "source_only"),
+                                         ("advent", "source_only")], root)
     line = {row.split()[0]: row for row in table.splitlines()[2:]}
     assert "+6.0 ± 2.0" in line["adaptsegnet_multi"] and "(clears it)" in line["adaptsegnet_multi"]
     assert "0: +6.0  1: +8.0  2: +4.0" in line["adaptsegnet_multi"]
     assert "(one seed)" in line["minent"] and "not measured" in line["advent"]
     results.append_record(record("advent", 0, 20.5), root)
     results.append_record(record("advent", 1, 19.0), root)
-    table = viz.gain_table("quick", [("advent", "source_only")], root)
+    table = results.gain_table("quick", [("advent", "source_only")], root)
     assert "(within it)" in table  # +0.25 on average, under the spread of 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The catalogue
+
+#: The run order of ``udalib reproduce`` (its ORDER) and the published numbers (``viz.PUBLISHED``) before the
+#: catalogue replaced them; the notes beside the numbers are in the golden tables below.
+ORDER = ["source_only", "oracle", "source_only_adabn", "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls",
+         "minent", "advent", "advent_minent_ensemble", "globallocal", "sdca_source", "sdca", "sdca_ssl",
+         "adaptsegnet_multi_frozen_bn", "minent_frozen_bn", "advent_frozen_bn", "globallocal_all_pixels",
+         "adaptsegnet_multi_adabn", "advent_adabn"]
+PUBLISHED = {"source_only": 36.6, "oracle": 65.1, "source_only_adabn": None, "adaptsegnet_single": 41.4,
+             "adaptsegnet_multi": 42.4, "adaptsegnet_ls": 44.1, "minent": 42.3, "advent": 43.8,
+             "advent_minent_ensemble": 45.5, "globallocal": None, "sdca_source": None, "sdca": None, "sdca_ssl": 52.9}
+
+
+def test_catalogue_names_are_unique_and_in_run_order():
+    assert all(name == entry.name for name, entry in results.CATALOGUE.items())
+    assert results.catalogue_names() == ORDER
+    entry = results.CATALOGUE["advent"]
+    with pytest.raises(ValueError, match=r"listed twice: \['advent'\]"):
+        results._catalogue(entry, results.CATALOGUE["minent"], entry)
+
+
+def test_ablations_and_evaluated_records_refer_to_trained_results():
+    trained = set(results.catalogue_names(kind="trained"))
+    for name, e in results.CATALOGUE.items():
+        if e.kind == "trained":
+            assert e.of is None and e.how is None and not e.overrides and not e.members, name
+        else:
+            assert e.of in trained and set(e.members) <= trained, name
+            assert (e.kind == "ablation") == bool(e.overrides) == (e.how is None), name
+    assert results.CATALOGUE["advent_minent_ensemble"].members == ("advent", "minent")
+    assert {n: (e.of, e.overrides) for n, e in results.CATALOGUE.items() if e.kind == "ablation"} == {
+        "adaptsegnet_multi_frozen_bn": ("adaptsegnet_multi", {"train": {"bn_mode": "frozen"}}),
+        "minent_frozen_bn": ("minent", {"train": {"bn_mode": "frozen"}}),
+        "advent_frozen_bn": ("advent", {"train": {"bn_mode": "frozen"}}),
+        "globallocal_all_pixels": ("globallocal", {"method": {"local_pixels": None}}),
+    }
+    assert {n: (e.how, e.of) for n, e in results.CATALOGUE.items() if e.kind == "evaluated"} == {
+        "source_only_adabn": ("adabn", "source_only"), "advent_minent_ensemble": ("ensemble", "advent"),
+        "adaptsegnet_multi_adabn": ("adabn", "adaptsegnet_multi"), "advent_adabn": ("adabn", "advent")}
+
+
+def test_every_stored_result_has_a_catalogue_entry():
+    stored = {p.stem for p in (results.default_root() / "quick").glob("*.json")}
+    assert stored and stored <= set(results.CATALOGUE)
+
+
+def test_published_numbers_are_unchanged():
+    assert {n: results.published(n)[0] for n in PUBLISHED} == PUBLISHED
+    assert all(results.published(n)[1] for n in PUBLISHED)
+    assert results.published("advent") == (43.8, "ADVENT paper, AdvEnt")
+    assert [results.published(n)[0] for n in ("sdca_ssl", "source_only", "oracle")] == [52.9, 36.6, 65.1]
+    assert all(results.published(n) == (None, "") for n in ORDER if n not in PUBLISHED)
+    assert results.published("my_own_experiment") == (None, "")
+    # the comparison chapter's table lists exactly the results it sets beside a published number or note
+    assert results.catalogue_names(compared=True) == [n for n in ORDER if n in PUBLISHED]
+
+
+def test_catalogue_names_filter_by_kind_and_chapter():
+    assert results.catalogue_names(kind="ablation") == ["adaptsegnet_multi_frozen_bn", "minent_frozen_bn",
+                                                        "advent_frozen_bn", "globallocal_all_pixels"]
+    assert results.catalogue_names(chapter="advent") == ["minent", "advent", "advent_minent_ensemble"]
+    assert results.catalogue_names(kind="evaluated", chapter="results") == [
+        "source_only_adabn", "adaptsegnet_multi_adabn", "advent_adabn"]
+    with pytest.raises(ValueError, match="no result of kind 'ablations'"):
+        results.catalogue_names(kind="ablations")
+    with pytest.raises(ValueError, match="no result of chapter 'data'"):
+        results.catalogue_names(chapter="data")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The tables on the repository's measurements
+
+GOLDEN = Path(__file__).parent / "golden" / "results_quick_tables.txt"
+#: The tables the chapters printed when the tables moved from ``udalib.viz`` to ``udalib.results``, and the whole
+#: catalogue's.
+TABLES = [["source_only", "oracle"],
+          ["source_only", "source_only_adabn", "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "oracle"],
+          ["source_only", "source_only_adabn", "minent", "advent", "advent_minent_ensemble", "oracle"],
+          ["source_only", "source_only_adabn", "advent", "globallocal", "globallocal_all_pixels", "oracle"],
+          ["source_only", "source_only_adabn", "sdca_source", "sdca", "sdca_ssl", "oracle"],
+          [n for n in ORDER if n in PUBLISHED and n != "oracle"] + ["oracle"],
+          ORDER + ["not_a_result"]]
+GAINS = [[(m, "source_only") for m in ORDER[1:]] + [("not_a_result", "source_only")],
+         [("globallocal", "advent"), ("sdca", "sdca_source"), ("sdca_ssl", "sdca"),
+          ("adaptsegnet_multi_adabn", "source_only_adabn"), ("advent_adabn", "source_only_adabn")]]
+
+
+def quick_tables() -> str:
+    """Every table of :data:`TABLES` and :data:`GAINS` on ``results/quick/``."""
+    return "\n\n".join([results.results_table("quick", t) for t in TABLES] +
+                        [results.gain_table("quick", g) for g in GAINS]) + "\n"
+
+
+def test_tables_on_the_stored_results_print_what_they_printed_before():
+    """The golden file was written by the functions before they moved; after new measurements in results/quick/,
+    check the difference and rewrite it with ``python -c "from tests.test_results import GOLDEN, quick_tables;
+    GOLDEN.write_text(quick_tables())"``."""
+    assert quick_tables() == GOLDEN.read_text()

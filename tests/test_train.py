@@ -11,7 +11,8 @@ import torch
 from udalib.evaluate import evaluate
 from udalib.data.domains import build_domains
 from udalib.presets import resolve
-from udalib.train import Trainer, poly_factor, segmenter_for
+from udalib.models.trained import build_segmenter
+from udalib.train import Cadence, Trainer, poly_factor
 
 from tiny_runs import tiny_config
 
@@ -20,6 +21,13 @@ def test_poly_factor_matches_the_seeds_formula():
     assert poly_factor(0, 250_000, 0.9) == 1.0
     assert poly_factor(150_000, 250_000, 0.9) == pytest.approx((1 - 0.6) ** 0.9)
     assert poly_factor(10, 10, 0.9) == 0.0
+
+
+def test_cadence_logs_checkpoints_and_evaluates_on_schedule_and_at_the_end():
+    c = Cadence(log_every=2, checkpoint_every=3, eval_every=5, last=7)
+    assert [c.due(i) for i in range(1, 8)] == [
+        (False, False, False), (True, False, False), (False, True, False), (True, False, False),
+        (False, False, True), (True, True, False), (True, True, True)]
 
 
 def _losses(out_dir):
@@ -66,7 +74,7 @@ def test_short_quick_run_beats_an_untrained_model(tiny_cache, tmp_path):
     cfg = tiny_config("source_only", tmp_path, iters=60, counts=(96, 16, 16))
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_source=8, log_every=20))
     torch.manual_seed(0)
-    untrained = segmenter_for(cfg, 19)
+    untrained = build_segmenter(cfg.train, 19)
     before = evaluate(untrained, build_domains(cfg).target_val_loader(), "cityscapes19").main_miou
     after = Trainer(cfg, progress="none").fit().final.main_miou
     assert after > before + 5, (before, after)
@@ -77,7 +85,7 @@ def test_the_configured_bn_mode_reaches_the_small_model(bn_mode):
     """The run's bn_mode is the model's: the quick preset says "trainable", and a "frozen" run keeps every BN in
     eval mode while the model trains (an earlier version silently built the small model with trainable BN)."""
     assert resolve("source_only", "quick").train.bn_mode == "trainable"
-    model = segmenter_for(resolve("advent", "quick", bn_mode=bn_mode), 19).train()
+    model = build_segmenter(resolve("advent", "quick", bn_mode=bn_mode).train, 19).train()
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert model.bn_mode == bn_mode
     assert all(bn.training == (bn_mode != "frozen") for bn in bns)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from udalib.presets import RunConfig, resolve, synthcity_cache_dir
+from udalib.config import RunConfig
+from udalib.data import synthcity
+from udalib.presets import resolve
 
 
 def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), size=(64, 128), **train) -> RunConfig:
@@ -12,9 +14,9 @@ def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), si
     cfg = resolve(method, "quick", out_dir=str(tmp_path / method))
     data = dataclasses.replace(cfg.data, synthcity_counts=counts, synthcity_size=size, source_size=(32, 64),
                                target_size=(32, 64), eval_size=(32, 64))
-    data = dataclasses.replace(data, source_root=str(synthcity_cache_dir(data)), target_root=str(
-        synthcity_cache_dir(data)))
-    t = dataclasses.replace(cfg.train, iters=iters, max_iters=max(iters * 2, cfg.train.max_iters // 100),
+    root = str(synthcity.cache_dir(data.synthcity_size, data.synthcity_counts))
+    data = dataclasses.replace(data, source_root=root, target_root=root)
+    t = dataclasses.replace(cfg.train, iters=iters, poly_horizon=max(iters * 2, cfg.train.poly_horizon // 100),
                             batch_source=2, batch_target=2, eval_every=iters, checkpoint_every=iters,
                             log_every=1, **train)
     return dataclasses.replace(cfg, data=data, train=t)

@@ -16,9 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-
-def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+from .models.deeplabv2 import batchnorms
 
 
 @torch.no_grad()

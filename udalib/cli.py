@@ -13,7 +13,7 @@ EXAMPLES = """examples:
   udalib data synthcity --out data/synthcity                 # the embedded pair (quick size, < 1 min)
   udalib train --method source_only --preset quick           # CPU, a few minutes, prints per-class IoU
   udalib train --method adaptsegnet_multi --preset paper --data-root /data/GTA5 --target-root /data/cityscapes
-  udalib evaluate --checkpoint runs/quick/source_only/seed0/checkpoint_0000500.pt --method source_only
+  udalib evaluate --checkpoint runs/quick/source_only/seed0/checkpoint_0000500.pt
   udalib evaluate --pred-dir preds/ --gt-dir /data/cityscapes/gtFine/val     # score PNG predictions
   udalib data check /data/GTA5 --dataset gta5                # find broken pairs before training
   udalib reproduce --preset quick --methods source_only oracle --seeds 0 1 2
@@ -34,6 +34,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default=None, help="run folder (default runs/<preset>/<method>/seed<N>)")
 
 
+def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None, help="source folder, if it moved since the checkpoint was trained")
+    p.add_argument("--target-root", default=None, help="Cityscapes folder, if it moved since training")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udalib", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the methods and exit")
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on target val, or score a folder of PNGs")
-    _add_run_args(p)
-    p.add_argument("--checkpoint", help="udalib checkpoint to evaluate")
+    _add_checkpoint_args(p)
+    p.add_argument("--checkpoint", help="udalib checkpoint to evaluate (it names its method, model and data)")
     p.add_argument("--ensemble", nargs=2, metavar=("CHECKPOINT", "WEIGHT"), action="append", default=[],
                    help="add another model's upsampled logits with this weight (ADVENT's 0.5/0.5 ensemble)")
     p.add_argument("--pred-dir", help="folder of predicted train-id PNGs (<city>/<stem>_leftImg8bit.png)")
@@ -74,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--id-map", default=None, help="folder: JSON {classes: [...], id_map: {raw: train}}")
 
     p = sub.add_parser("pseudo-label", help="write class-wise-thresholded pseudo-labels for target train")
-    _add_run_args(p)
-    p.add_argument("--checkpoint", required=True)
+    _add_checkpoint_args(p)
+    p.add_argument("--checkpoint", required=True, help="udalib checkpoint (it names its model and data)")
     p.add_argument("--out", required=True, help="folder for <city>/<stem>_pseudo_trainIds.png")
     p.add_argument("--cap", type=float, default=0.9, help="upper bound of the class-wise thresholds")
     p.add_argument("--overwrite", action="store_true")
@@ -90,29 +96,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args, method: str | None = None, **extra):
+def _config(args, **extra):
     from .presets import resolve
 
-    return resolve(method or args.method, args.preset, dataset=args.dataset, data_root=args.data_root,
+    return resolve(args.method, args.preset, dataset=args.dataset, data_root=args.data_root,
                    target_root=args.target_root, iters=args.iters, backbone=args.backbone, seed=args.seed,
                    device=args.device, out_dir=args.out_dir, **extra)
 
 
+def _load_checkpoint(args, path: str):
+    """(model on the device, the run config stored in the checkpoint with the data roots given on the CLI)."""
+    import dataclasses
+
+    from .config import resolve_device
+    from .models.trained import load_trained_with_config
+
+    device = resolve_device(args.device)
+    model, cfg = load_trained_with_config(path, device)
+    moved = {k: v for k, v in dict(source_root=args.data_root, target_root=args.target_root).items() if v}
+    if cfg.data.target == "synthcity" and args.data_root:  # one SynthCity folder holds both domains
+        moved["target_root"] = args.data_root
+    return model, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **moved))
+
+
 def cmd_train(args) -> int:
-    from . import pipeline, results
-    from .methods import VARIANTS
+    from . import methods, results, stages
 
     if args.list:
-        print("\n".join(sorted(VARIANTS)))
+        width = max(map(len, methods.REGISTRY))
+        print("\n".join(f"{name:{width}}  {v.description}" for name, v in methods.REGISTRY.items()))
         return 0
     cfg = _config(args, resume=args.resume)
     if args.overwrite:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, overwrite=True)
-    res = pipeline.run(cfg)
+    res = stages.run(cfg)
     print(res.final.table())
-    print(f"last checkpoint: {res.out_dir}; metrics: {res.out_dir / 'metrics.json'}")
+    print(f"last checkpoint: {cfg.final_checkpoint}; metrics: {res.out_dir / 'metrics.json'}")
     if res.best is not None:
         print(f"best on target val (oracle selection): {res.best[1].main_miou:.1f} at iteration {res.best[0]}")
     if args.results:
@@ -122,7 +143,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, score_folders, write_json
+    from .evaluate import evaluate, score_folders
+    from .files import write_json
 
     if args.pred_dir:
         if not args.gt_dir:
@@ -133,21 +155,11 @@ def cmd_evaluate(args) -> int:
             raise SystemExit("give --checkpoint (a udalib checkpoint) or --pred-dir/--gt-dir")
         from .data.domains import build_domains
         from .data.labels import get_protocol
-        from .presets import resolve_device
-        from .train import load_model_weights, segmenter_for
 
-        cfg = _config(args)
-        protocol = get_protocol(cfg.data.protocol)
-        device = resolve_device(cfg.train.device)
-
-        def load(path):
-            model = segmenter_for(cfg, protocol.num_classes)
-            load_model_weights(model, path)
-            return model.to(device)
-
-        others = [(load(p), float(w)) for p, w in args.ensemble]
-        res = evaluate(load(args.checkpoint), build_domains(cfg).target_val_loader(), protocol, device=device,
-                       ensemble=others)
+        model, cfg = _load_checkpoint(args, args.checkpoint)
+        others = [(_load_checkpoint(args, p)[0], float(w)) for p, w in args.ensemble]
+        res = evaluate(model, build_domains(cfg).target_val_loader(), get_protocol(cfg.data.protocol),
+                       device=next(model.parameters()).device, ensemble=others)
     print(res.table())
     if args.json:
         write_json(args.json, res.to_json())
@@ -174,18 +186,13 @@ def cmd_data(args) -> int:
 def cmd_pseudo_label(args) -> int:
     from .data.domains import build_domains, target_label_size
     from .data.labels import get_protocol
-    from .presets import resolve_device
     from .pseudo_labels import generate_pseudo_labels
-    from .train import load_model_weights, segmenter_for
 
-    cfg = _config(args)
-    protocol = get_protocol(cfg.data.protocol)
-    model = segmenter_for(cfg, protocol.num_classes)
-    load_model_weights(model, args.checkpoint)
-    device = resolve_device(cfg.train.device)
-    stats = generate_pseudo_labels(model.to(device), build_domains(cfg).pseudo_label_loader(), args.out,
-                                   num_classes=protocol.num_classes, label_size=target_label_size(cfg),
-                                   cap=args.cap, device=device, overwrite=args.overwrite)
+    model, cfg = _load_checkpoint(args, args.checkpoint)
+    stats = generate_pseudo_labels(model, build_domains(cfg).pseudo_label_loader(), args.out,
+                                   num_classes=get_protocol(cfg.data.protocol).num_classes,
+                                   label_size=target_label_size(cfg), cap=args.cap,
+                                   device=next(model.parameters()).device, overwrite=args.overwrite)
     print(json.dumps(stats, indent=1, default=float))
     return 0
 

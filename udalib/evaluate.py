@@ -161,13 +161,4 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, protoc
     return summarize(cm, protocol)
 
 
-def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    os.replace(tmp, path)
-
-
-__all__ = ["ConfusionMatrix", "EvalResult", "summarize", "evaluate", "score_folders", "write_json", "IGNORE_INDEX"]
+__all__ = ["ConfusionMatrix", "EvalResult", "summarize", "evaluate", "score_folders", "IGNORE_INDEX"]

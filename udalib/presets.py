@@ -1,134 +1,151 @@
-"""Run configuration and the two presets every chapter and the CLI share: ``quick`` (CPU, SynthCity) and ``paper``.
+"""What the two presets mean for every method, in one table: ``quick`` (CPU, SynthCity) and ``paper``.
 
-A preset fixes data, backbone, sizes and schedule; a method's own hyperparameters live in its config dataclass
-(``udalib/methods/*.py``). Overrides (papermill parameters, CLI flags) are applied with `resolve(...)`; ``None``
-means "the preset's value".
+A preset starts from a base (data, backbone, sizes, the supervised schedule) and each method's row changes what
+that method needs: its schedule, batch, the stage it starts from, its weights. The weights in a method's config
+dataclass are the paper's (``udalib/methods/<paper>.py``); a quick row changes them only by a rule written here,
+with the reason. Overrides (papermill parameters, CLI flags) are applied by :func:`resolve`; ``None`` means "the
+preset's value".
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from .models.output import FEATURE_CHANNELS
+from . import methods
+from .config import DataConfig, RunConfig, TrainConfig, resolve_device
+from .data import synthcity
 
 PRESETS = ("quick", "paper")
 DATASETS = ("synthcity", "gta5", "synthia")
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Where the domains live and how images are sized. Sizes are (height, width)."""
+class Row:
+    """What a preset changes for one method: fields of DataConfig, TrainConfig and the method's config, and
+    factors that multiply fields of the method's config (a quick-mode scaling rule). ``a + b``: b wins."""
 
-    source: str = "synthcity"  # synthcity | gta5 | synthia (source domain, labelled)
-    target: str = "synthcity"  # synthcity | cityscapes (target domain; val labels only for evaluation)
-    source_root: str | None = None
-    target_root: str | None = None
-    protocol: str = "cityscapes19"  # cityscapes19 | synthia16
-    source_size: tuple[int, int] = (64, 128)
-    target_size: tuple[int, int] = (64, 128)
-    eval_size: tuple[int, int] = (64, 128)  # network input at test time; labels stay at full resolution
-    normalization: str = "imagenet_rgb"  # imagenet_rgb (torchvision weights) | caffe_bgr (seeds' DeepLab init) | vgg_bgr255
-    synthcity_size: tuple[int, int] = (128, 256)  # generated resolution (quick) = full-resolution labels
-    synthcity_counts: tuple[int, int, int] = (2000, 500, 200)  # source, target train, target val
-    num_workers: int = 0
-    source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
-    source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
-    pseudo_label_dir: str | None = None  # target-train labels from pseudo-labels (self-training stage)
-    labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
+    data: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    method: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)
+
+    def __add__(self, other: Row) -> Row:
+        return Row(*({**getattr(self, f.name), **getattr(other, f.name)} for f in dataclasses.fields(Row)))
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The segmenter, the optimiser and the schedule (spec §2.1, §3.3: SGD 0.9 / 5e-4, poly 0.9, heads ×10)."""
+# -- the bases ---------------------------------------------------------------------------------------------------
 
-    backbone: str = "small"  # small | resnet101 | vgg16
-    multi_level: bool = True
-    pretrained: str | None = None  # None | "imagenet" | path to a checkpoint
-    init_checkpoint: str | None = None  # a udalib checkpoint to start from (e.g. the source-only model)
-    bn_mode: str = "affine_frozen"
-    aspp_bug_compat: bool = False
-    lr: float = 2.5e-4
-    head_lr_mult: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    iters: int = 150_000  # early stop (the seeds' NUM_STEPS_STOP)
-    max_iters: int = 250_000  # poly horizon (the seeds' NUM_STEPS)
-    batch_source: int = 1
-    batch_target: int = 1
-    accum: int = 1  # gradient accumulation (the seeds' ITER_SIZE)
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
-    channels_last: bool = True
-    eval_every: int = 5000
-    checkpoint_every: int = 5000
-    log_every: int = 50
-    seed: int = 1234
-    device: str = "auto"
+#: quick: the small backbone from scratch on SynthCity (64×128 input, 128×256 labels), 500 iterations of batch 8.
+#: It trains its BN layers (statistics and affine), as a network trained from scratch must.
+QUICK_TRAIN = TrainConfig(backbone="small", multi_level=True, bn_mode="trainable", lr=0.01, iters=500,
+                          poly_horizon=800, batch_source=8, batch_target=8, eval_every=200, checkpoint_every=200,
+                          log_every=20, seed=0, amp="off")
 
+#: paper: DeepLab-v2 ResNet-101 from ImageNet at 1280×720 source / 1024×512 target, batch 1+1, the seeds'
+#: AdaptSegNet schedule (150k of a 250k poly horizon), affine-frozen BN (spec §2.1, §3.3).
+PAPER_TRAIN = TrainConfig(backbone="resnet101", multi_level=True, pretrained="imagenet", bn_mode="affine_frozen",
+                          lr=2.5e-4, iters=150_000, poly_horizon=250_000, batch_source=1, batch_target=1,
+                          eval_every=5000, checkpoint_every=5000, log_every=50, seed=1234)
+_PAPER_SIZES = dict(target_size=(512, 1024), eval_size=(512, 1024), normalization="imagenet_rgb", num_workers=4)
+PAPER_DATA = {
+    "gta5": DataConfig(source="gta5", target="cityscapes", protocol="cityscapes19", source_size=(720, 1280),
+                       **_PAPER_SIZES),
+    "synthia": DataConfig(source="synthia", target="cityscapes", protocol="synthia16", source_size=(760, 1280),
+                          **_PAPER_SIZES),
+    # SynthCity at the paper's resolution: a GPU-scale check without downloads
+    "synthcity": DataConfig(source_size=(720, 1280), synthcity_size=(1024, 2048), **_PAPER_SIZES),
+}
 
-@dataclass(frozen=True)
-class RunConfig:
-    preset: str
-    method: str
-    data: DataConfig
-    train: TrainConfig
-    method_cfg: Any  # the method's frozen config dataclass
-    out_dir: str = "runs/default"
-    resume: str | None = None  # a checkpoint file, or "auto" = the latest in out_dir
-    overwrite: bool = False  # allow starting a fresh run in an out_dir that already holds one
+# -- building blocks of the rows ---------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["method_cfg"] = dataclasses.asdict(self.method_cfg) if dataclasses.is_dataclass(self.method_cfg) else None
-        return d
-
-    def describe(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, default=str)
-
-
-def _quick(dataset: str) -> tuple[DataConfig, TrainConfig]:
-    if dataset != "synthcity":
-        raise ValueError(f"preset 'quick' runs on the embedded SynthCity pair, not {dataset!r}; "
-                         "use preset='paper' for real data")
-    data = DataConfig()
-    # the small backbone trains from scratch, so its BN layers train (statistics and affine)
-    train = TrainConfig(backbone="small", multi_level=True, bn_mode="trainable", lr=0.01, iters=500, max_iters=800,
-                        batch_source=8, batch_target=8, eval_every=200, checkpoint_every=200, log_every=20, seed=0,
-                        amp="off")
-    return data, train
-
-
-#: Quick-mode adaptation: a few hundred CPU iterations from the cached source-only model (the seeds adapt from a
+#: Quick adaptation: a few hundred CPU iterations from the cached source-only model (the seeds adapt from a
 #: source-pretrained network too), 4 source + 4 target images per iteration, LR halved for fine-tuning.
-QUICK_ADAPTATION = {"init_checkpoint": "stage:source_only", "iters": 200, "max_iters": 330, "lr": 0.005,
-                    "batch_source": 4, "batch_target": 4}
+QUICK_ADAPT = Row(train=dict(init_checkpoint="stage:source_only", iters=200, poly_horizon=330, lr=0.005,
+                             batch_source=4, batch_target=4))
+#: The quick scaling rule: 200 iterations instead of 120-150k, so the alignment terms are scaled up to move the
+#: segmenter within that budget: adversarial weights ×10 with the discriminators' LR ×2, entropy weights ×100
+#: (the entropy term's gradient is far smaller than a discriminator's).
+QUICK_ADVERSARIAL = {"lambda_adv_aux": 10, "lambda_adv_main": 10, "lr_d": 2}
+QUICK_ENTROPY = {"lambda_ent_aux": 100, "lambda_ent_main": 100}
+
+SINGLE_LEVEL = Row(train=dict(multi_level=False))
+ADAPTSEGNET_PAPER = Row(train=dict(iters=150_000, poly_horizon=250_000, aspp_bug_compat=False))  # spec §3.3
+ADVENT_PAPER = Row(train=dict(iters=120_000, poly_horizon=250_000))  # ADVENT stops at 120k of 250k (spec §4.3)
+TARGET_LABELS = Row(data=dict(labelled="target"))
+
+# SDCA (spec sdca.md §1, §3, §7): iterations stop at 64% of the poly horizon; the global batch of 8 images is
+# kept on one GPU by accumulation; R101 configs: torchvision ImageNet weights, RGB, one classifier head.
+SDCA_PAPER = Row(data=dict(normalization="imagenet_rgb"), train=dict(multi_level=False, pretrained="imagenet"))
+#: Stage 3 adds colour jitter/grayscale/blur on source and FADA's class-balanced source sampler, from stage 1.
+SDCA_STAGE3 = Row(data=dict(source_color_aug=True, source_sampling="class_balanced"),
+                  train=dict(init_checkpoint="stage:sdca_source", multi_level=False))
+#: Stage 4: a *fresh* network (no init checkpoint) on the stage-3 model's pseudo-labels, with random scale
+#: 0.5-1.5 of the full image, crop at the training size and flip; evaluated at full resolution.
+SDCA_SSL = TARGET_LABELS + Row(data=dict(pseudo_label_dir="stage:sdca", labelled_scale_crop=True),
+                               train=dict(multi_level=False))
+
+# -- THE TABLE: every registered method, both presets ------------------------------------------------------------
+
+TABLE: dict[str, dict[str, Row]] = {
+    "source_only": {"quick": Row(), "paper": Row()},
+    "oracle": {"quick": TARGET_LABELS, "paper": TARGET_LABELS},
+    # AdaptSegNet (spec §3.3): paper 150k/250k; quick adapts from the cached source-only model under the rule
+    "adaptsegnet_single": {"quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
+                           "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER},
+    "adaptsegnet_multi": {"quick": QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL), "paper": ADAPTSEGNET_PAPER},
+    "adaptsegnet_ls": {"quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
+                       "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER},
+    # ADVENT (spec §4.3): paper 120k/250k
+    "minent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ENTROPY), "paper": ADVENT_PAPER},
+    "advent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL), "paper": ADVENT_PAPER},
+    # global-local (spec §5.4): ADVENT's schedule; quick scores 512 random pixels per image in the local branch
+    # (an unbiased estimate of the per-pixel mean; all pixels make a CPU step nine times slower)
+    "globallocal": {"quick": QUICK_ADAPT + Row(method=dict(local_pixels=512),
+                                               scale={**QUICK_ADVERSARIAL, "lambda_local_aux": 10,
+                                                      "lambda_local_main": 10}),
+                    "paper": ADVENT_PAPER},
+    # SDCA stage 1: paper 20k/31.25k, lr 5e-4, FrozenBN, 2 images x 4; quick: the quick source-only schedule
+    "sdca_source": {"quick": SINGLE_LEVEL,
+                    "paper": SDCA_PAPER + Row(train=dict(iters=20_000, poly_horizon=31_250, lr=5e-4, bn_mode="frozen",
+                                                         batch_source=2, accum=4))},
+    # SDCA stage 3: paper 40k/62.5k, lr 2.5e-4, FrozenBN, 1 source + 1 target x 4; quick: the quick adaptation
+    "sdca": {"quick": QUICK_ADAPT + SDCA_STAGE3,
+             "paper": SDCA_STAGE3 + SDCA_PAPER + Row(train=dict(iters=40_000, poly_horizon=62_500, lr=2.5e-4,
+                                                                bn_mode="frozen", batch_source=1, batch_target=1,
+                                                                accum=4))},
+    # SDCA stage 4: paper 20k/31.25k, lr 5e-4, trainable BN over micro-batches of 2 (the official SyncBN over 8),
+    # evaluated at Cityscapes' full 1024x2048; quick: 300 iterations from scratch, evaluated at SynthCity's 128x256
+    "sdca_ssl": {"quick": SDCA_SSL + Row(data=dict(eval_size=(128, 256)), train=dict(iters=300, poly_horizon=500)),
+                 "paper": SDCA_SSL + SDCA_PAPER + Row(data=dict(eval_size=(1024, 2048)),
+                                                      train=dict(iters=20_000, poly_horizon=31_250, lr=5e-4,
+                                                                 bn_mode="trainable", batch_source=2, accum=4))},
+}
 
 
-def _paper(dataset: str) -> tuple[DataConfig, TrainConfig]:
-    if dataset == "gta5":
-        data = DataConfig(source="gta5", target="cityscapes", protocol="cityscapes19", source_size=(720, 1280),
-                          target_size=(512, 1024), eval_size=(512, 1024), normalization="imagenet_rgb", num_workers=4)
-    elif dataset == "synthia":
-        data = DataConfig(source="synthia", target="cityscapes", protocol="synthia16", source_size=(760, 1280),
-                          target_size=(512, 1024), eval_size=(512, 1024), normalization="imagenet_rgb", num_workers=4)
-    elif dataset == "synthcity":  # SynthCity at the paper's resolution: a GPU-scale check without downloads
-        data = DataConfig(source="synthcity", target="synthcity", source_size=(720, 1280), target_size=(512, 1024),
-                          eval_size=(512, 1024), normalization="imagenet_rgb", synthcity_size=(1024, 2048),
-                          num_workers=4)
-    else:
+def row(method: str, preset: str) -> Row:
+    """The table's row of `method` under `preset`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
+    methods.get(method)  # a clear error for an unknown name
+    return TABLE[method][preset]
+
+
+def _base(preset: str, dataset: str) -> tuple[DataConfig, TrainConfig]:
+    if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
-    train = TrainConfig(backbone="resnet101", multi_level=True, pretrained="imagenet", bn_mode="affine_frozen",
-                        lr=2.5e-4, iters=150_000, max_iters=250_000, batch_source=1, batch_target=1,
-                        eval_every=5000, checkpoint_every=5000, log_every=50, seed=1234)
-    return data, train
+    if preset == "quick":
+        if dataset != "synthcity":
+            raise ValueError(f"preset 'quick' runs on the embedded SynthCity pair, not {dataset!r}; "
+                             "use preset='paper' for real data")
+        return DataConfig(), QUICK_TRAIN
+    return PAPER_DATA[dataset], PAPER_TRAIN
+
+
+def _method_config(paper: Any, r: Row) -> Any:
+    scaled = {name: getattr(paper, name) * factor for name, factor in r.scale.items()}
+    return dataclasses.replace(paper, **scaled, **r.method)
 
 
 def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str | None = None,
@@ -141,41 +158,35 @@ def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str 
     `data_root` is the source root (for SynthCity: the folder holding ``source/`` and ``target/``);
     `target_root` the Cityscapes root for paper runs. The paper preset starts from torchvision's ImageNet weights,
     which expect ``normalization="imagenet_rgb"``; starting from the seeds' Caffe-converted DeepLab init
-    (``pretrained=<path>``) needs ``normalization="caffe_bgr"``.
+    (``pretrained=<path>``) needs ``normalization="caffe_bgr"``. Passing `iters` beyond the poly horizon moves the
+    horizon to keep the seeds' stop/horizon ratio (0.6).
     """
-    from .methods import method_config  # late import: methods import this module
+    r = row(method, preset)
+    data, train = _base(preset, dataset or ("synthcity" if preset == "quick" else "gta5"))
+    data = dataclasses.replace(data, **r.data)
+    train = dataclasses.replace(train, **r.train)
+    mcfg = _method_config(methods.get(method).config, r)
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
-    dataset = dataset or ("synthcity" if preset == "quick" else "gta5")
-    data, train = _quick(dataset) if preset == "quick" else _paper(dataset)
-    mcfg, method_data, method_train = method_config(method, preset, dataset)
-    data = dataclasses.replace(data, **method_data)
-    train = dataclasses.replace(train, **method_train)
-    if data_root is not None:
-        data = dataclasses.replace(data, source_root=data_root)
-    if target_root is not None:
-        data = dataclasses.replace(data, target_root=target_root)
-    if normalization is not None:
-        data = dataclasses.replace(data, normalization=normalization)
+    data_overrides = dict(source_root=data_root, target_root=target_root, normalization=normalization)
+    data = dataclasses.replace(data, **{k: v for k, v in data_overrides.items() if v is not None})
     if data.source == "synthcity" and data.source_root is None:
-        data = dataclasses.replace(data, source_root=str(synthcity_cache_dir(data)))
+        data = dataclasses.replace(data, source_root=str(synthcity.cache_dir(data.synthcity_size,
+                                                                             data.synthcity_counts)))
     if data.target == "synthcity":
         data = dataclasses.replace(data, target_root=data.source_root)
     if preset == "paper" and data.target == "cityscapes" and (data.source_root is None or data.target_root is None):
         raise ValueError("preset 'paper' on real data needs data_root (the GTA5/SYNTHIA folder) and target_root "
                          "(the Cityscapes folder)")
+
     overrides = {k: v for k, v in dict(iters=iters, backbone=backbone, seed=seed, device=device,
                                        **train_overrides).items() if v is not None}
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+    valid = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = set(overrides) - set(valid)
     if unknown:
-        raise ValueError(f"unknown training parameter(s) {sorted(unknown)}; valid: "
-                         f"{[f.name for f in dataclasses.fields(TrainConfig)]}")
+        raise ValueError(f"unknown training parameter(s) {sorted(unknown)}; valid: {valid}")
     train = dataclasses.replace(train, **overrides)
-    if iters is not None and train.max_iters < iters:
-        train = dataclasses.replace(train, max_iters=int(iters / 0.6))  # keep the seeds' stop/horizon ratio
-    if "feature_dim" in {f.name for f in dataclasses.fields(mcfg)}:  # feature-level losses size their state
-        mcfg = dataclasses.replace(mcfg, feature_dim=FEATURE_CHANNELS[train.backbone])
+    if iters is not None and train.poly_horizon < iters:
+        train = dataclasses.replace(train, poly_horizon=int(iters / 0.6))
     if method_overrides:
         mcfg = dataclasses.replace(mcfg, **method_overrides)
     if preset == "paper" and resolve_device(train.device).type != "cuda":
@@ -183,25 +194,3 @@ def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str 
                            "available here. Use preset='quick' on a CPU.")
     return RunConfig(preset=preset, method=method, data=data, train=train, method_cfg=mcfg,
                      out_dir=out_dir or f"runs/{preset}/{method}/seed{train.seed}", resume=resume)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def cache_root() -> Path:
-    """The shared cache (SynthCity sets, source-only checkpoints): $UDABOOK_CACHE or ~/.cache/udabook."""
-    return Path(os.environ.get("UDABOOK_CACHE", Path.home() / ".cache" / "udabook"))
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def synthcity_cache_dir(data: DataConfig) -> Path:
-    from .data.synthcity import VERSION
-
-    h, w = data.synthcity_size
-    return cache_root() / f"synthcity-{h}x{w}-{_key([VERSION, data.synthcity_size, data.synthcity_counts])}"

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from udalib.inference import predict_logits
 
-IGNORE_INDEX = 255
+from .config import IGNORE_INDEX
+from .files import atomic_write, write_json
 PSEUDO_SUFFIX = "_pseudo_trainIds.png"
 """File-name ending of a pseudo-label PNG; it replaces the image's ``_leftImg8bit.png``."""
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -161,24 +162,12 @@ def pseudo_label_path(out_dir: str | os.PathLike[str], image_name: str) -> Path:
     return Path(out_dir) / pseudo_label_relpath(image_name)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_label_png(labels: np.ndarray, path: Path) -> None:
     """Write (H, W) integer labels (trainIds, 255 = ignore) as a single-channel uint8 "L" PNG, atomically."""
     if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
         raise ValueError(f"labels must be a 2-D array of values in [0, 255], got shape {labels.shape}")
     image = Image.fromarray(labels.astype(np.uint8))  # 2-D uint8 -> mode "L"
-    _atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _batch_names(meta: Any, batch_size: int) -> list[str]:
@@ -313,5 +302,5 @@ def generate_pseudo_labels(
         "kept_fraction_all": result["kept_fraction_all"],
     }
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / THRESHOLDS_FILE, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / THRESHOLDS_FILE, summary)
     return result

@@ -1,81 +1,62 @@
-"""``udalib reproduce``: run methods × seeds under a preset and record each measured run in ``results/``.
+"""``udalib reproduce``: make the records of the results catalogue (``udalib.results.CATALOGUE``) over seeds under a
+preset, one record per run in ``results/<preset>/<name>.json``.
 
-Runs live in the stage cache (``udalib.pipeline.stage_config``), so the source-only runs measured here are the very
-models the adaptation runs start from, and a finished run of the same config is not retrained: its metrics are
-recorded again. Some records evaluate trained models without training: the AdvEnt+MinEnt ensemble (ADVENT's
-45.5, two models' logits 0.5/0.5) and AdaBN (BatchNorm statistics re-estimated on target train, :mod:`udalib.adabn`)
-applied to the source-only model, the control, and to adapted ones. Ablations retrain a method with one setting
-changed and are recorded under their own names.
+Runs live in the stage cache (:func:`udalib.stages.stage_config`), so the source-only runs measured here are the
+very models the adaptation runs start from, and a finished run of the same config is not retrained: its metrics
+are recorded again. The catalogue says how each name is made: a method's own run ("trained"), a method retrained
+with one setting changed ("ablation", recorded under its own name), or trained models evaluated without training
+("evaluated"): the AdvEnt+MinEnt ensemble (ADVENT's 45.5, two models' logits 0.5/0.5) and AdaBN (BatchNorm
+statistics re-estimated on target train, :mod:`udalib.adabn`) applied to the source-only model, the control, and
+to adapted ones.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import pipeline, results
+from . import results, stages
 from .adabn import adapt_batchnorm
+from .config import RunConfig, resolve_device
 from .data.domains import build_domains
 from .data.labels import get_protocol
 from .evaluate import EvalResult, evaluate
-from .methods import VARIANTS
-from .pipeline import stage_config
-from .presets import RunConfig, resolve, resolve_device
-from .train import load_model_weights, segmenter_for
-
-ENSEMBLE = "advent_minent_ensemble"
-ADABN = "source_only_adabn"
-#: Ablations: a method trained with other settings, recorded under its own name. With ``bn_mode="frozen"`` the
-#: BatchNorm layers stay in eval mode during adaptation, so target batches cannot move their statistics and what is
-#: left of the gain is the method's loss alone (compare ``source_only_adabn``, the statistics alone).
-#: ``globallocal_all_pixels`` scores every pixel in the local branch, as the paper preset does (slow on a CPU).
-ABLATIONS: dict[str, tuple[str, dict]] = {
-    **{f"{m}_frozen_bn": (m, {"bn_mode": "frozen"}) for m in ("adaptsegnet_multi", "minent", "advent")},
-    "globallocal_all_pixels": ("globallocal", {"method_overrides": {"local_pixels": None}}),
-}
-
-
-#: The order runs are made in: baselines first, then each chapter's methods.
-ORDER = ("source_only", "oracle", ADABN, "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "minent",
-         "advent", ENSEMBLE, "globallocal", "sdca_source", "sdca", "sdca_ssl", *ABLATIONS, "adaptsegnet_multi_adabn",
-         "advent_adabn")
-
-
-def _final_checkpoint(cfg: RunConfig) -> Path:
-    return Path(cfg.out_dir) / f"checkpoint_{cfg.train.iters:07d}.pt"
+from .models.trained import load_trained
+from .presets import resolve
+from .results import CATALOGUE
 
 
 def run_once(cfg: RunConfig) -> dict:
     """Train `cfg` unless its folder already holds the finished run of the same config; return its metrics."""
-    out = Path(cfg.out_dir)
-    metrics, config = out / "metrics.json", out / "config.json"
-    if metrics.exists() and config.exists() and _final_checkpoint(cfg).exists():
+    metrics, config = cfg.final_checkpoint.parent / "metrics.json", cfg.final_checkpoint.parent / "config.json"
+    if metrics.exists() and config.exists() and cfg.final_checkpoint.exists():
         # the stored config names the stage outputs it started from (``stage:`` references resolved)
-        if json.loads(config.read_text()) == json.loads(pipeline.resolve_stages(cfg).describe()):
+        if json.loads(config.read_text()) == json.loads(stages.resolve_stages(cfg).describe()):
             return json.loads(metrics.read_text())
-        raise FileExistsError(f"{out} holds a run of another config; move it away or pass another results folder")
-    pipeline.run(cfg, progress="lines")
+        raise FileExistsError(f"{cfg.out_dir} holds a run of another config; move it away or pass another "
+                              "results folder")
+    stages.run(cfg, progress="lines")
     return json.loads(metrics.read_text())
 
 
-def measured_config(method: str, preset: str, seed: int, **kw) -> RunConfig:
-    if method in ABLATIONS:
-        base, overrides = ABLATIONS[method]
-        return pipeline.cached_run(resolve(base, preset, seed=seed, **kw, **overrides), method)
-    return stage_config(resolve(method, preset, seed=seed, **kw), method)
+def measured_config(name: str, preset: str, seed: int, **kw) -> RunConfig:
+    """The cached run behind record `name` (a trained method or an ablation) for `seed`."""
+    entry = CATALOGUE[name]
+    if entry.kind == "ablation":
+        over = entry.overrides
+        cfg = resolve(entry.of, preset, seed=seed, **kw, **over.get("train", {}),
+                      method_overrides=over.get("method"))
+        return stages.cached_run(cfg, name)
+    return stages.stage_config(resolve(name, preset, seed=seed, **kw), name)
 
 
-def _trained(cfg: RunConfig, num_classes: int, device: torch.device) -> nn.Module:
+def _trained(cfg: RunConfig, device: torch.device) -> nn.Module:
     """The final model of a (finished or freshly trained) cached run."""
     run_once(cfg)
-    model = segmenter_for(cfg, num_classes)
-    load_model_weights(model, _final_checkpoint(cfg))
-    return model.to(device).eval()
+    return load_trained(cfg, device)
 
 
 def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch.device, **extra) -> dict:
@@ -84,58 +65,60 @@ def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch
             **extra}
 
 
-def ensemble_record(preset: str, seed: int, **kw) -> dict:
-    """Evaluate 0.5·AdvEnt + 0.5·MinEnt upsampled logits (spec §4.3) for one seed."""
-    cfgs = {m: measured_config(m, preset, seed, **kw) for m in ("advent", "minent")}
-    cfg = cfgs["advent"]
-    protocol = get_protocol(cfg.data.protocol)
-    device = resolve_device(cfg.train.device)
-    models = {m: _trained(c, protocol.num_classes, device) for m, c in cfgs.items()}
+def ensemble_record(name: str, preset: str, seed: int, **kw) -> dict:
+    """Evaluate the members' upsampled logits averaged with equal weights (spec §4.3) for one seed."""
+    members = CATALOGUE[name].members
+    cfgs = [measured_config(m, preset, seed, **kw) for m in members]
+    device = resolve_device(cfgs[0].train.device)
+    models = [_trained(c, device) for c in cfgs]
+    weight = 1 / len(models)
     t0 = time.time()
-    res = evaluate(models["advent"], build_domains(cfg).target_val_loader(), protocol, device=device,
-                   ensemble=[(models["minent"], 0.5)])
-    return _record(ENSEMBLE, cfg, res, t0, device, members={"advent": 0.5, "minent": 0.5})
+    res = evaluate(models[0], build_domains(cfgs[0]).target_val_loader(), get_protocol(cfgs[0].data.protocol),
+                   device=device, ensemble=[(m, weight) for m in models[1:]])  # the first gets 1 − the others
+    return _record(name, cfgs[0], res, t0, device, members={m: weight for m in members})
 
 
-def adabn_record(preset: str, seed: int, method: str = "source_only", **kw) -> dict:
-    """`method`'s final model of `seed` with BN statistics re-estimated on target train, evaluated on target val."""
-    cfg = measured_config(method, preset, seed, **kw)
-    protocol = get_protocol(cfg.data.protocol)
+def adabn_record(name: str, preset: str, seed: int, **kw) -> dict:
+    """The final model of the entry's method for `seed` with BN statistics re-estimated on target train,
+    evaluated on target val."""
+    cfg = measured_config(CATALOGUE[name].of, preset, seed, **kw)
     device = resolve_device(cfg.train.device)
-    model = _trained(cfg, protocol.num_classes, device)
+    model = _trained(cfg, device)
     t0 = time.time()
     domains = build_domains(cfg)
     seen = adapt_batchnorm(model, domains.pseudo_label_loader(batch=cfg.train.batch_target), device)
-    res = evaluate(model, domains.target_val_loader(), protocol, device=device)
-    return _record(f"{method}_adabn", cfg, res, t0, device, adabn_images=seen)
+    res = evaluate(model, domains.target_val_loader(), get_protocol(cfg.data.protocol), device=device)
+    return _record(name, cfg, res, t0, device, adabn_images=seen)
 
 
-#: Records that evaluate trained models instead of training one: the ensemble, and AdaBN applied to the
-#: source-only model (the control) and to adapted models (does a method add anything to the statistics?).
-EVALUATED = {ENSEMBLE: ensemble_record, **{
-    f"{m}_adabn": functools.partial(adabn_record, method=m) for m in ("source_only", "adaptsegnet_multi", "advent")}}
+EVALUATORS = {"ensemble": ensemble_record, "adabn": adabn_record}
+
+
+def measure(name: str, preset: str, seed: int, **kw) -> dict:
+    """The record of catalogue entry `name` for `seed` (training what it needs, or reusing the cache)."""
+    entry = CATALOGUE[name]
+    if entry.kind == "evaluated":
+        return EVALUATORS[entry.how](name, preset, seed, **kw)
+    rec = results.record_from_metrics(run_once(measured_config(name, preset, seed, **kw)))
+    if entry.kind == "ablation":
+        rec.update(method=name, ablation={"of": entry.of, **entry.overrides})
+    return rec
 
 
 def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: list[int] = (0, 1, 2), *,
               results_root: str | None = None, data_root: str | None = None,
               target_root: str | None = None) -> list[dict]:
-    methods = list(methods or ORDER)
-    unknown = [m for m in methods if m not in VARIANTS and m not in EVALUATED and m not in ABLATIONS]
+    names = list(methods or CATALOGUE)
+    unknown = [m for m in names if m not in CATALOGUE]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; expected some of {list(ORDER)}")
+        raise ValueError(f"unknown result name(s) {unknown}; expected some of {list(CATALOGUE)}")
     kw = {"data_root": data_root, "target_root": target_root}
     records = []
-    for method in methods:
+    for name in names:
         for seed in seeds:
-            if method in EVALUATED:
-                rec = EVALUATED[method](preset, seed, **kw)
-            else:
-                rec = results.record_from_metrics(run_once(measured_config(method, preset, seed, **kw)))
-                if method in ABLATIONS:
-                    base, overrides = ABLATIONS[method]
-                    rec.update(method=method, ablation={"of": base, **overrides})
-            print(f"{method} seed {seed}: mIoU {rec['miou']:.2f}", flush=True)
+            rec = measure(name, preset, seed, **kw)
+            print(f"{name} seed {seed}: mIoU {rec['miou']:.2f}", flush=True)
             results.append_record(rec, results_root)
             records.append(rec)
-    print(results.format_summary(results.summary(preset, methods, results_root)))
+    print(results.format_summary(results.summary(preset, names, results_root)))
     return records

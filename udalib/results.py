@@ -1,16 +1,137 @@
-"""Results files: every measured run the book quotes is a record in ``results/<preset>/<method>.json``.
+"""Results: the catalogue of result names, the measured records, and the tables that set them beside the papers.
+
+Every result name the book quotes has one :class:`ResultEntry` in :data:`CATALOGUE`: how its records are made (a
+trained method, an ablation of one, or trained models evaluated without training), the published GTA5→Cityscapes
+number it is compared with, and the chapter that discusses it. Every measured run is a record in
+``results/<preset>/<name>.json``.
 
 Record format (ARCHITECTURE.md § Results files): {"method", "preset", "seed", "iters", "miou", "per_class_iou",
 "classes", "checkpoint", "wall_s", "device", ...}, mIoU in percent. Chapters read these files; nothing is retyped.
+Example::
+
+    from udalib import results
+    results.catalogue_names(kind="ablation")       # ['adaptsegnet_multi_frozen_bn', ..., 'globallocal_all_pixels']
+    results.published("advent")                    # (43.8, 'ADVENT paper, AdvEnt')
+    print(results.results_table("quick", results.catalogue_names(chapter="advent")))
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from .evaluate import write_json
+from .files import write_json
+
+Kind = Literal["trained", "ablation", "evaluated"]
+
+
+@dataclass(frozen=True)
+class ResultEntry:
+    """One result name: how its records are made, the published number it is compared with, where it is read.
+
+    kind: "trained" (the runs of the method of that name), "ablation" (`of` retrained with
+    `overrides`, the keyword overrides of the config resolver, e.g. ``{"train": {"bn_mode": "frozen"}}``) or
+    "evaluated" (trained models evaluated without training, `how` says which way: "adabn", `of`'s final model with
+    BatchNorm statistics re-estimated on target train; "ensemble", the upsampled logits of `members` averaged with
+    equal weights). `published`: the published GTA5→Cityscapes mIoU (DeepLab-v2 ResNet-101 unless the note says
+    otherwise), None where there is none; `published_note`: where it comes from, or why there is none.
+    `chapter`: the notebook stem that discusses it. `compared`: listed in the comparison chapter's table beside the
+    published numbers (the BatchNorm controls of adapted models and the ablations are read there as paired gains).
+    """
+
+    name: str
+    kind: Kind
+    chapter: str
+    description: str
+    published: float | None = None
+    published_note: str = ""
+    compared: bool = True
+    of: str | None = None
+    overrides: dict = field(default_factory=dict, hash=False)  # read-only: the resolver gets it as keywords
+    how: Literal["ensemble", "adabn"] | None = None
+    members: tuple[str, ...] = ()
+
+
+def _catalogue(*entries: ResultEntry) -> dict[str, ResultEntry]:
+    names = [e.name for e in entries]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"result names listed twice: {repeated}")
+    return {e.name: e for e in entries}
+
+
+#: Every result name, in the order runs are made: baselines first (source-only, the oracle, the AdaBN control),
+#: then each chapter's methods, then the ablations, then AdaBN applied after adaptation. Published numbers: specs
+#: adaptsegnet_advent_globallocal.md §8, sdca.md §9. With ``bn_mode="frozen"`` the BatchNorm layers stay in eval
+#: mode during adaptation, so target batches cannot move their statistics and what is left of the gain is the
+#: method's loss alone (``source_only_adabn`` is the statistics alone, ``<method>_adabn`` both).
+CATALOGUE: dict[str, ResultEntry] = _catalogue(
+    ResultEntry("source_only", "trained", "source_only", "CE on labelled source images: the lower bound",
+                36.6, "AdaptSegNet paper's baseline, ResNet-101"),
+    ResultEntry("oracle", "trained", "source_only", "CE on target train labels: the upper bound",
+                65.1, "trained on Cityscapes, AdaptSegNet figure, ResNet-101"),
+    ResultEntry("source_only_adabn", "evaluated", "results",
+                "the source-only model with BatchNorm statistics re-estimated on target train, no training",
+                None, "control: source-only with target BN statistics (AdaBN), no training",
+                of="source_only", how="adabn"),
+    ResultEntry("adaptsegnet_single", "trained", "adaptsegnet", "AdaptSegNet, one discriminator on layer4 softmax",
+                41.4, "AdaptSegNet single-level"),
+    ResultEntry("adaptsegnet_multi", "trained", "adaptsegnet",
+                "AdaptSegNet, discriminators on layer3 and layer4 softmax", 42.4, "AdaptSegNet multi-level"),
+    ResultEntry("adaptsegnet_ls", "trained", "adaptsegnet", "AdaptSegNet single-level with the least-squares GAN loss",
+                44.1, "AdaptSegNet LS-GAN, single-level (README figure)"),
+    ResultEntry("minent", "trained", "advent", "ADVENT's MinEnt: entropy minimisation on target predictions",
+                42.3, "ADVENT paper, MinEnt"),
+    ResultEntry("advent", "trained", "advent", "ADVENT: adversarial alignment of self-information maps",
+                43.8, "ADVENT paper, AdvEnt"),
+    ResultEntry("advent_minent_ensemble", "evaluated", "advent",
+                "the upsampled logits of the AdvEnt and MinEnt models of a seed, averaged 0.5/0.5",
+                45.5, "ensemble of AdvEnt and MinEnt+ER logits, 0.5/0.5",
+                of="advent", how="ensemble", members=("advent", "minent")),
+    ResultEntry("globallocal", "trained", "globallocal",
+                "AdvEnt's patch discriminator plus a per-pixel one on the same self-information maps",
+                None, "no published number found"),
+    ResultEntry("sdca_source", "trained", "sdca", "SDCA stage 1: CE + 0.75 Lovász-softmax on source images",
+                None, "SDCA stage 1 (CE + 0.75 Lovász, single-level): not published"),
+    ResultEntry("sdca", "trained", "sdca", "SDCA stage 3: semantic distribution-aware contrastive adaptation",
+                None, "stage 3 alone: not published"),
+    ResultEntry("sdca_ssl", "trained", "sdca", "SDCA after self-training on class-wise thresholded pseudo-labels",
+                52.9, "SDCA after self-training, ResNet-101 (VGG-16: 47.3)"),
+    *(ResultEntry(f"{m}_frozen_bn", "ablation", "results",
+                  f"{m} trained with every BatchNorm layer in eval mode: the loss alone",
+                  compared=False, of=m, overrides={"train": {"bn_mode": "frozen"}})
+      for m in ("adaptsegnet_multi", "minent", "advent")),
+    ResultEntry("globallocal_all_pixels", "ablation", "globallocal",
+                "global-local whose local branch scores every pixel, as the paper preset does (slow on a CPU)",
+                compared=False, of="globallocal", overrides={"method": {"local_pixels": None}}),
+    *(ResultEntry(f"{m}_adabn", "evaluated", "results",
+                  f"{m}'s final model with BatchNorm statistics re-estimated on target train: loss and statistics",
+                  compared=False, of=m, how="adabn")
+      for m in ("adaptsegnet_multi", "advent")),
+)
+
+
+def catalogue_names(kind: Kind | None = None, chapter: str | None = None, compared: bool | None = None
+                    ) -> list[str]:
+    """The catalogue's names in run order; only those of `kind`, of `chapter`, (not) `compared`, where given."""
+    for key, value in (("kind", kind), ("chapter", chapter)):
+        known = {getattr(e, key) for e in CATALOGUE.values()}
+        if value is not None and value not in known:
+            raise ValueError(f"no result of {key} {value!r}; expected one of {sorted(known)}")
+    return [n for n, e in CATALOGUE.items()
+            if kind in (None, e.kind) and chapter in (None, e.chapter) and compared in (None, e.compared)]
+
+
+def published(name: str) -> tuple[float | None, str]:
+    """(published mIoU or None, where it comes from) of a result name; (None, "") for a name the catalogue does
+    not know (a run of one's own)."""
+    entry = CATALOGUE.get(name)
+    return (None, "") if entry is None else (entry.published, entry.published_note)
+
 
 KEEP = ("method", "preset", "seed", "iters", "miou", "miou_by_classes", "per_class_iou", "classes", "checkpoint",
         "wall_s", "device", "git", "best_on_target_val")
@@ -95,4 +216,80 @@ def format_summary(rows: list[dict]) -> str:
     lines = [f"{'method':<24} {'mIoU':>6} {'± std':>6} {'seeds':>5} {'iters':>6}"]
     lines += [f"{r['method']:<24} {r['miou_mean']:6.1f} {r['miou_std']:6.1f} {r['seeds']:5d} {r['iters']:6d}"
               for r in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables: our measured numbers beside the published ones
+
+
+def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
+    """One row per method: our mean mIoU ± std over seeds from ``results/<preset>/`` (None if not measured yet),
+    the gain over source-only paired by seed, the fraction of the source-only → oracle gap recovered (ours and
+    published), and the published GTA5→Cityscapes number (:func:`published`)."""
+    ours = {r["method"]: r for r in summary(preset, list(methods) + ["source_only", "oracle"], root)}
+    ends = [ours.get(m, {}).get("miou_mean") for m in ("source_only", "oracle")]
+    paper_ends = [published(m)[0] for m in ("source_only", "oracle")]
+    rows = []
+    for m in methods:
+        paper, note = published(m)
+        r = ours.get(m)
+        gain = None if r is None or m == "source_only" else paired_gain(preset, m, root=root)
+        rows.append({"method": m, "ours": None if r is None else r["miou_mean"],
+                     "std": None if r is None else r["miou_std"], "seeds": 0 if r is None else r["seeds"],
+                     "iters": None if r is None else r["iters"], "gain": gain,
+                     "gap": None if r is None or None in ends else gap_recovered(r["miou_mean"], *ends),
+                     "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
+                     "paper": paper, "paper_note": note})
+    return rows
+
+
+def gain_table(preset: str, pairs: Sequence[tuple[str, str]], root=None) -> str:
+    """One line per (method, baseline): the mIoU gain paired by seed, per seed, and whether it clears the
+    seed-to-seed spread of both runs (the bar each chapter's method has to pass)."""
+    lines = [f"{'method':<24} {'over':<20} {'gain':>12}  {'spread':>6}  per seed", "-" * 90]
+    for method, base in pairs:
+        g = paired_gain(preset, method, base, root)
+        if g is None:
+            lines.append(f"{method:<24} {base:<20} {'not measured':>12}")
+            continue
+        gstd = "" if math.isnan(g["std"]) else f" ± {g['std']:.1f}"
+        verdict = "one seed" if g["seeds"] == 1 else "clears it" if g["clears"] else "within it"
+        seeds = "  ".join(f"{s}: {v:+.1f}" for s, v in g["per_seed"].items())
+        lines.append(f"{method:<24} {base:<20} {g['mean']:+7.1f}{gstd:>5}  {g['spread']:6.1f}  {seeds}   ({verdict})")
+    return "\n".join(lines)
+
+
+def results_table(preset: str, methods: Sequence[str], root=None) -> str:
+    """A text table of :func:`results_rows`; methods not measured yet say how to measure them.
+
+    "gain" is the mean ± std over seeds of (method − source-only of the same seed); it is starred when it
+    exceeds the seed-to-seed spread of either run. "gap" is the fraction of the source-only → oracle gap
+    recovered, ours and published."""
+    rows = results_rows(preset, methods, root)
+    lines = [(f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
+             f"{'paper':>5} {'gap':>5}  note"), "-" * 110]
+    missing = []
+    for r in rows:
+        gain, gap = "", ""
+        if r["ours"] is None:
+            ours = "not measured"
+            missing.append(r["method"])
+        else:
+            std = "" if r["std"] is None or math.isnan(r["std"]) else f" ± {r['std']:.1f}"
+            ours = f"{r['ours']:.1f}{std}"
+            g = r["gain"]
+            if g is not None:
+                star = "*" if g["clears"] else " "
+                gstd = "" if math.isnan(g["std"]) else f" ± {g['std']:.1f}"
+                gain = f"{g['mean']:+.1f}{gstd}{star}"
+            gap = "" if r["gap"] is None else f"{100 * r['gap']:.0f}%"
+        paper = "—" if r["paper"] is None else f"{r['paper']:.1f}"
+        paper_gap = "" if r["paper_gap"] is None else f"{100 * r['paper_gap']:.0f}%"
+        lines.append(f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
+                     f"{r['paper_note']}")
+    lines += ["", ("gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
+              "spread); gap: share of the source-only → oracle gap recovered")]
+    if missing:
+        lines.append(f"not measured yet — run `udalib reproduce --preset {preset} --methods {' '.join(missing)}`")
     return "\n".join(lines)

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,63 +22,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .config import RunConfig, resolve_device
 from .data.domains import build_domains
 from .data.labels import get_protocol
-from .evaluate import EvalResult, evaluate, write_json
+from .evaluate import EvalResult, evaluate
+from .files import atomic_write, write_json
 from .methods import build_method
-from .methods.base import Batch, Method
-from .models import build_model
-from .presets import RunConfig, resolve_device
-
-CHECKPOINT_NAME = "checkpoint_{step:07d}.pt"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Data: infinite, deterministic streams, so a resumed run sees the same batches as an uninterrupted one
-
-
-class StepSampler(Sampler[int]):
-    """Infinite stream of indices: epoch e is a permutation seeded by (seed, e); it starts at sample `start`.
-
-    The stream is a pure function of (n, seed, start), which is what makes resume exact.
-    """
-
-    def __init__(self, n: int, seed: int, start: int = 0, shuffle: bool = True):
-        if n == 0:
-            raise ValueError("cannot sample from an empty dataset")
-        self.n, self.seed, self.start, self.shuffle = n, seed, start, shuffle
-
-    def __iter__(self) -> Iterator[int]:
-        epoch, offset = divmod(self.start, self.n)
-        while True:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            order = torch.randperm(self.n, generator=g).tolist() if self.shuffle else list(range(self.n))
-            yield from order[offset:]
-            epoch, offset = epoch + 1, 0
-
-
-def _seed_worker(worker_id: int) -> None:
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int, start_step: int, num_workers: int,
-                    sampler: Sampler | None = None, pin_memory: bool = False) -> Iterator[Batch]:
-    sampler = sampler or StepSampler(len(dataset), seed, start_step * batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                        pin_memory=pin_memory, worker_init_fn=_seed_worker, persistent_workers=num_workers > 0)
-    for image, label, meta in loader:
-        yield Batch(image, label, meta)
-
-
-def _to_device(b: Batch, device: torch.device, channels_last: bool) -> Batch:
-    image = b.image.to(device, non_blocking=True)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    return Batch(image, b.label.to(device, non_blocking=True), b.meta)
+from .methods.base import Method
+from .models.checkpoints import read_checkpoint
+from .models.trained import build_segmenter, load_weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -112,9 +64,9 @@ def _average_gradients(params: list[nn.Parameter], world: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def poly_factor(step: int, max_iters: int, power: float) -> float:
-    """LR multiplier (1 − step/max_iters)^power; the horizon lies beyond the stop, so it never reaches 0."""
-    return (1.0 - min(step, max_iters) / max_iters) ** power
+def poly_factor(step: int, horizon: int, power: float) -> float:
+    """LR multiplier (1 − step/horizon)^power; the horizon lies beyond the stop, so it never reaches 0."""
+    return (1.0 - min(step, horizon) / horizon) ** power
 
 
 def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -131,28 +83,6 @@ def git_revision() -> str | None:
         return None
 
 
-def segmenter_for(cfg: RunConfig, num_classes: int) -> nn.Module:
-    """Build the run's segmenter (shared by training, evaluation and pseudo-labelling)."""
-    t = cfg.train
-    kw: dict[str, Any] = dict(pretrained=t.pretrained, aspp_bug_compat=t.aspp_bug_compat)
-    if t.backbone != "vgg16":  # DeepLab VGG-16 is single-level and has no BN (spec §2.2)
-        kw["multi_level"] = t.multi_level
-        kw["bn_mode"] = t.bn_mode
-    return build_model(t.backbone, num_classes, **kw)
-
-
-def load_model_weights(model: nn.Module, path: str | os.PathLike, *, drop_heads: bool = False) -> None:
-    """Load the segmenter of a udalib checkpoint (refusing another class count or architecture).
-
-    `drop_heads` lets a multi-level checkpoint initialise a single-level model (its auxiliary head is dropped).
-    """
-    from .models.checkpoints import load_checkpoint_into
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib",
-                         drop_heads=drop_heads)
-
-
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -165,6 +95,21 @@ class TrainResult:
     method: Method | None = None
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """What falls due after iteration `done`: logging, a checkpoint, an evaluation; all three after the last one."""
+
+    log_every: int
+    checkpoint_every: int
+    eval_every: int
+    last: int
+
+    def due(self, done: int) -> tuple[bool, bool, bool]:
+        end = done == self.last
+        return (end or done % self.log_every == 0, end or done % self.checkpoint_every == 0,
+                end or done % self.eval_every == 0)
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, *, progress: str = "bar"):
         self.cfg = cfg
@@ -175,9 +120,6 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
-    def _checkpoint_path(self, step: int) -> Path:
-        return self.out_dir / CHECKPOINT_NAME.format(step=step)
-
     def _existing_checkpoints(self) -> list[Path]:
         return sorted(self.out_dir.glob("checkpoint_*.pt"))
 
@@ -195,11 +137,7 @@ class Trainer:
             "num_classes": self.protocol.num_classes,
             "backbone": self.cfg.train.backbone,
         }
-        path = self._checkpoint_path(step)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint under the real name
-        return path
+        return atomic_write(self.cfg.checkpoint_path(step), lambda tmp: torch.save(state, tmp))
 
     def _resume_path(self) -> Path | None:
         r = self.cfg.resume
@@ -224,19 +162,20 @@ class Trainer:
         _seed_everything(t.seed)  # the same initial weights on every DDP rank
 
         domains = build_domains(cfg)
-        model = segmenter_for(cfg, self.protocol.num_classes)
+        model = build_segmenter(t, self.protocol.num_classes)
         if t.init_checkpoint and resume is None:
             # initial weights may come from a multi-level stage (single-level AdaptSegNet starts from source-only)
-            load_model_weights(model, t.init_checkpoint, drop_heads=True)
+            load_weights(model, t.init_checkpoint, drop_heads=True)
         model = model.to(device)
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        method = build_method(cfg, self.protocol.num_classes).to(device)
+        method = build_method(cfg.method, cfg.method_cfg, self.protocol.num_classes,
+                              feature_dim=model.feature_channels, total_iters=t.iters).to(device)
         _seed_everything(t.seed + self.rank)  # ranks draw different augmentations
         groups = [{"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
                   for g in model.parameter_groups(t.head_lr_mult)]
         opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-        aux_opts = method.aux_optimizers()
+        optimizers = [opt, *method.aux_optimizers()]
         amp_dtype = _autocast_dtype(t.amp, device)
         scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
@@ -245,76 +184,37 @@ class Trainer:
             start = self._load(resume, model, opt, method, scaler)
             print(f"resumed from {resume} at iteration {start}")
         else:
-            method.prepare(model, domains.source_eval_loader(), device)
+            method.prepare(model, domains.labelled_eval_loader(), device)
 
-        src_it = domains.source_stream(t.batch_source, seed=t.seed * 7 + self.rank, start_step=start * t.accum)
-        tgt_it = (domains.target_stream(t.batch_target, seed=t.seed * 13 + self.rank, start_step=start * t.accum)
+        labelled = domains.labelled_stream(t.batch_source, seed=t.seed * 7 + self.rank, start_step=start * t.accum)
+        target = (domains.target_stream(t.batch_target, seed=t.seed * 13 + self.rank, start_step=start * t.accum)
                   if method.uses_target else None)
-        trainable = [p for g in opt.param_groups for p in g["params"]]
-        aux_params = [p for o in aux_opts for g in o.param_groups for p in g["params"]]
+        params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
 
         def backward(loss: Tensor) -> None:
             with torch.autocast(device.type, enabled=False):
                 loss = loss / t.accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
 
-        writer = self._tensorboard()
-        result = TrainResult(self.out_dir, None, None)
-        pending: list[dict[str, Tensor]] = []
-        bar = self._bar(start, t.iters)
-        t0 = time.time()
+        books = _Books(self, TrainResult(self.out_dir, None, None), domains, start)
         model.train()
         for step in range(start, t.iters):
-            factor = poly_factor(step, t.max_iters, t.poly_power)
-            for o in (opt, *aux_opts):
-                for g in o.param_groups:
-                    g["lr"] = g["initial_lr"] * factor
-                o.zero_grad(set_to_none=True)
+            _set_poly_lr(optimizers, poly_factor(step, t.poly_horizon, t.poly_power))
             for _ in range(t.accum):
-                src = _to_device(next(src_it), device, t.channels_last)
-                tgt = _to_device(next(tgt_it), device, t.channels_last) if tgt_it is not None else None
+                src = next(labelled).to(device, t.channels_last)
+                tgt = next(target).to(device, t.channels_last) if target is not None else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    losses = method.training_step(model, src, tgt, step, backward)
-                pending.append(losses)
-            _average_gradients(trainable + aux_params, self.world)
-            for o in (opt, *aux_opts):
-                if scaler is not None:
-                    scaler.step(o)
-                else:
-                    o.step()
+                    books.pending.append(method.training_step(model, src, tgt, step, backward))
+            _average_gradients(params, self.world)
+            for o in optimizers:
+                scaler.step(o) if scaler is not None else o.step()
             if scaler is not None:
                 scaler.update()
-            done = step + 1
-            if done % t.log_every == 0 or done == t.iters:
-                row = self._log(pending, done, opt, writer, bar)
-                result.history.append(row)
-                pending = []
-            if done % t.checkpoint_every == 0 or done == t.iters:
-                if self.rank == 0:
-                    self.save_checkpoint(done, model, opt, method, scaler)
-            if done % t.eval_every == 0 or done == t.iters:
-                res = self.evaluate(model, domains)
-                result.evals.append({"step": done, "miou": res.main_miou})
-                if writer is not None:
-                    writer.add_scalar("val/miou", res.main_miou, done)
-                if result.best is None or res.main_miou > result.best[1].main_miou:
-                    result.best = (done, res)
-                result.final = res
-                self._say(f"iter {done}: target-val mIoU {res.main_miou:.1f}")
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        result.wall_s = time.time() - t0
-        result.model, result.method = model, method
-        if result.final is not None and self.rank == 0:
-            write_json(self.out_dir / "metrics.json", self.metrics(result))
-        return result
+            books.after_step(step + 1, model, opt, method, scaler)
+        return books.close(model, method)
 
     def _load(self, path: Path, model, opt, method, scaler) -> int:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         for o, s in zip(method.aux_optimizers(), state["aux_optimizers"]):
@@ -348,44 +248,97 @@ class Trainer:
             rec["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         return rec
 
-    # -- logging -----------------------------------------------------------------------------------------------
-    def _log(self, pending: list[dict[str, Tensor]], step: int, opt, writer, bar) -> dict:
+
+class _Books:
+    """The trainer's bookkeeping around the loop: losses pending a log line, TensorBoard, the progress bar, and
+    what falls due after each iteration (:class:`Cadence`): a log line, a checkpoint (rank 0), an evaluation."""
+
+    def __init__(self, trainer: Trainer, result: TrainResult, domains, start: int):
+        t = trainer.cfg.train
+        self.trainer, self.result, self.domains = trainer, result, domains
+        self.cadence = Cadence(t.log_every, t.checkpoint_every, t.eval_every, t.iters)
+        self.pending: list[dict[str, Tensor]] = []
+        self.writer = self._tensorboard()
+        self.bar = self._bar(start, t.iters)
+        self.t0 = time.time()
+
+    def after_step(self, done: int, model: nn.Module, opt, method: Method, scaler) -> None:
+        tr, result = self.trainer, self.result
+        log, checkpoint, evaluate_now = self.cadence.due(done)
+        if log:
+            result.history.append(self._log(done, opt.param_groups[0]["lr"]))
+        if checkpoint and tr.rank == 0:
+            tr.save_checkpoint(done, model, opt, method, scaler)
+        if evaluate_now:
+            res = tr.evaluate(model, self.domains)
+            result.evals.append({"step": done, "miou": res.main_miou})
+            if self.writer is not None:
+                self.writer.add_scalar("val/miou", res.main_miou, done)
+            if result.best is None or res.main_miou > result.best[1].main_miou:
+                result.best = (done, res)
+            result.final = res
+            self._say(f"iter {done}: target-val mIoU {res.main_miou:.1f}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self, model: nn.Module, method: Method) -> TrainResult:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        result, tr = self.result, self.trainer
+        result.wall_s = time.time() - self.t0
+        result.model, result.method = model, method
+        if result.final is not None and tr.rank == 0:
+            write_json(tr.out_dir / "metrics.json", tr.metrics(result))
+        return result
+
+    def _log(self, step: int, lr: float) -> dict:
         # One host sync per log interval, not per iteration.
+        pending, self.pending = self.pending, []
         names = sorted({k for d in pending for k in d})
         stacked = torch.stack([torch.stack([d[k].float() for d in pending if k in d]).mean() for k in names])
         values = dict(zip(names, stacked.tolist()))
-        row = {"step": step, "lr": opt.param_groups[0]["lr"], **values}
-        if writer is not None:
+        row = {"step": step, "lr": lr, **values}
+        if self.writer is not None:
             for k, v in values.items():
-                writer.add_scalar(f"train/{k}", v, step)
-            writer.add_scalar("train/lr", row["lr"], step)
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-        elif self.progress == "lines" and self.rank == 0:
+                self.writer.add_scalar(f"train/{k}", v, step)
+            self.writer.add_scalar("train/lr", lr, step)
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+        elif self.trainer.progress == "lines" and self.trainer.rank == 0:
             print(f"iter {step}: " + " ".join(f"{k}={v:.4g}" for k, v in values.items()), flush=True)
-        with open(self.out_dir / "log.jsonl", "a") as fh:
+        with open(self.trainer.out_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
         return row
 
     def _tensorboard(self):
-        if self.rank != 0:
+        if self.trainer.rank != 0:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is a dependency, but a trimmed environment should still train
             return None
-        return SummaryWriter(str(self.out_dir / "tb"))
+        return SummaryWriter(str(self.trainer.out_dir / "tb"))
 
     def _bar(self, start: int, total: int):
-        if self.progress != "bar" or self.rank != 0:
+        if self.trainer.progress != "bar" or self.trainer.rank != 0:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=start, desc=self.cfg.method, mininterval=2.0)
+        return tqdm(total=total, initial=start, desc=self.trainer.cfg.method, mininterval=2.0)
 
     def _say(self, text: str) -> None:
-        if self.rank == 0 and self.progress != "none":
+        if self.trainer.rank == 0 and self.trainer.progress != "none":
             print(text, flush=True)
+
+
+def _set_poly_lr(optimizers: list[torch.optim.Optimizer], factor: float) -> None:
+    """Every group's LR = its ``initial_lr`` × the poly factor; gradients are cleared for the iteration."""
+    for o in optimizers:
+        for g in o.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+        o.zero_grad(set_to_none=True)
 
 
 def _seed_everything(seed: int) -> None:

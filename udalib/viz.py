@@ -1,61 +1,40 @@
 """The book's pictures: every chapter draws with these functions, and the library's losses never plot.
 
 Each plotting function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (so a notebook shows it
-once, as the cell's value, and scripts can ``fig.savefig(...)`` it). Helpers that compute what is plotted (class
-frequencies, the sky line, pixel features of a model, entropy maps, class-mean similarities) return arrays, so a
-chapter can print the numbers as well as draw them.
+once, as the cell's value, and scripts can ``fig.savefig(...)`` it); :func:`to_rgb` and :func:`overlay` return
+(H, W, 3) uint8 RGB arrays to show. What is plotted is computed elsewhere: class frequencies, the sky line, a
+model's probabilities and pixel features, entropy maps and class-mean similarities by :mod:`udalib.analysis`, the
+measured and published results by :mod:`udalib.results`.
 
 Conventions: images are (H, W, 3) uint8 RGB (``udalib.data.transforms.denormalize`` turns a network input back into
 one); labels and predictions are (H, W) train ids with 255 = void, coloured with ``udalib.data.labels.colorize``
 (void is black). Example::
 
-    from udalib import viz
+    from udalib import analysis, viz
     src, tgt = domain_samples(cfg, n=3)
     viz.show_samples(src, tgt, protocol, cfg.data.normalization)            # image | label | overlay
-    pix = viz.collect_pixels(model, loader, n_images=16)                  # features, labels, predictions
+    pix_s = analysis.collect_pixels(model, source_loader, n_images=16)     # features, labels, predictions
+    pix_t = analysis.collect_pixels(model, target_loader, n_images=16)
     viz.plot_tsne({"source": pix_s, "target": pix_t}, protocol)           # by class and by domain
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
-from torch import Tensor, nn
+from torch import Tensor
 
+from .analysis import PixelSample, as_numpy_label, tsne_embed
 from .data.labels import CITYSCAPES19, IGNORE_INDEX, Protocol, colorize
 from .data.transforms import denormalize
 
 DOMAIN_COLOURS = {"source": "#1f77b4", "target": "#d62728"}  # also used for "before"/"after" pairs
 
-#: Published GTA5→Cityscapes mIoU (19 classes, ResNet-101 unless noted) per udalib result name, with where the
-#: number comes from. Specs: adaptsegnet_advent_globallocal.md §8, sdca.md §9.
-PUBLISHED: dict[str, tuple[float | None, str]] = {
-    "source_only": (36.6, "AdaptSegNet paper's baseline, ResNet-101"),
-    "oracle": (65.1, "trained on Cityscapes, AdaptSegNet figure, ResNet-101"),
-    "source_only_adabn": (None, "control: source-only with target BN statistics (AdaBN), no training"),
-    "adaptsegnet_single": (41.4, "AdaptSegNet single-level"),
-    "adaptsegnet_multi": (42.4, "AdaptSegNet multi-level"),
-    "adaptsegnet_ls": (44.1, "AdaptSegNet LS-GAN, single-level (README figure)"),
-    "minent": (42.3, "ADVENT paper, MinEnt"),
-    "advent": (43.8, "ADVENT paper, AdvEnt"),
-    "advent_minent_ensemble": (45.5, "ensemble of AdvEnt and MinEnt+ER logits, 0.5/0.5"),
-    "globallocal": (None, "no published number found"),
-    "sdca_source": (None, "SDCA stage 1 (CE + 0.75 Lovász, single-level): not published"),
-    "sdca": (None, "stage 3 alone: not published"),
-    "sdca_ssl": (52.9, "SDCA after self-training, ResNet-101 (VGG-16: 47.3)"),
-}
-
 
 def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def _as_numpy_label(label: Tensor | np.ndarray) -> np.ndarray:
-    return label.detach().cpu().numpy() if isinstance(label, Tensor) else np.asarray(label)
 
 
 def to_rgb(image: Tensor | np.ndarray, normalization: str) -> np.ndarray:
@@ -125,7 +104,7 @@ def show_samples(source: Sequence, target: Sequence, protocol: Protocol = CITYSC
     axes = fig.subplots(len(rows), 3, squeeze=False)
     present: set[int] = set()
     for r, (domain, item) in enumerate(rows):
-        image, label = to_rgb(item[0], normalization), _as_numpy_label(item[1])
+        image, label = to_rgb(item[0], normalization), as_numpy_label(item[1])
         present |= set(np.unique(label).tolist())
         for c, (pic, name) in enumerate([(image, "image"), (colorize(label, protocol), "label"),
                                          (overlay(image, label, protocol, alpha), "overlay")]):
@@ -136,16 +115,6 @@ def show_samples(source: Sequence, target: Sequence, protocol: Protocol = CITYSC
         axes[r, 0].set_ylabel(domain, color=DOMAIN_COLOURS[domain])
     class_legend(fig, protocol, present - {IGNORE_INDEX})
     return fig
-
-
-def class_pixel_frequencies(dataset, num_classes: int, n: int | None = None) -> np.ndarray:
-    """(K,) fraction of labelled pixels of each class over the first `n` items of `dataset` (void excluded)."""
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for i in range(min(n or len(dataset), len(dataset))):
-        label = _as_numpy_label(dataset[i][1]).reshape(-1)
-        label = label[label < num_classes]
-        counts += np.bincount(label, minlength=num_classes)
-    return counts / max(counts.sum(), 1)
 
 
 def plot_class_frequencies(freqs: Mapping[str, np.ndarray], classes: Sequence[str], log: bool = True) -> Figure:
@@ -185,18 +154,9 @@ def plot_rgb_histograms(images: Mapping[str, Sequence[np.ndarray]], bins: int = 
     return fig
 
 
-def top_row(label: Tensor | np.ndarray, class_id: int) -> float:
-    """Topmost row holding `class_id`, as a fraction of the image height from the top (NaN if absent).
-
-    For the road this is where the street ends, just below the horizon: a camera that sees the street from
-    another height or pitch moves it up or down the image.
-    """
-    rows = np.flatnonzero((_as_numpy_label(label) == class_id).any(axis=1))
-    return float(rows[0] / np.shape(label)[0]) if rows.size else float("nan")
-
-
 def plot_row_histograms(rows: Mapping[str, Sequence[float]], xlabel: str = "row (fraction of the height)") -> Figure:
-    """Histogram of one per-image row position (e.g. :func:`top_row`) per domain, with each domain's mean."""
+    """Histogram of one per-image row position (e.g. :func:`udalib.analysis.top_row`) per domain, with each
+    domain's mean."""
     fig = _figure(6, 2.8)
     ax = fig.subplots()
     for name, v in rows.items():
@@ -252,21 +212,6 @@ def plot_iou_bars(runs: Mapping[str, Mapping[str, float]], classes: Sequence[str
     return fig
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, size: tuple[int, int] | None = None,
-            device: str | torch.device = "cpu") -> Tensor:
-    """Softmax probabilities (B, K, H, W) of the main head, upsampled to `size` (default: the input size)."""
-    from .inference import predict_logits
-
-    was = model.training
-    model.eval()
-    try:
-        logits = predict_logits(model.to(device), images.to(device), size or tuple(images.shape[-2:]))
-    finally:
-        model.train(was)
-    return torch.softmax(logits, dim=1).cpu()
-
-
 def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                      preds: Mapping[str, Sequence[np.ndarray]], protocol: Protocol = CITYSCAPES19) -> Figure:
     """Rows of image | ground truth | one column per model's prediction (e.g. before / after adaptation)."""
@@ -275,8 +220,8 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     axes = fig.subplots(len(images), len(cols), squeeze=False)
     present: set[int] = set()
     for r, (img, lab) in enumerate(zip(images, labels)):
-        lab = _as_numpy_label(lab)
-        pics = [img, colorize(lab, protocol)] + [colorize(_as_numpy_label(p[r]), protocol) for p in preds.values()]
+        lab = as_numpy_label(lab)
+        pics = [img, colorize(lab, protocol)] + [colorize(as_numpy_label(p[r]), protocol) for p in preds.values()]
         present |= set(np.unique(lab).tolist())
         for c, pic in enumerate(pics):
             axes[r, c].imshow(pic, interpolation="nearest")
@@ -288,85 +233,13 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Features: collect pixel representations, t-SNE, class-mean similarities
-
-
-@dataclass
-class PixelSample:
-    """Pixels of some images at the model's output stride: features (N, A), labels and predictions (N,)."""
-
-    features: np.ndarray
-    labels: np.ndarray
-    preds: np.ndarray
-
-
-@torch.no_grad()
-def collect_pixels(model: nn.Module, loader: Iterable, n_images: int = 16, device: str | torch.device = "cpu",
-                   per_image: int = 256, seed: int = 0) -> PixelSample:
-    """Run `model` on the first `n_images` of `loader` and keep up to `per_image` labelled pixels of each.
-
-    Features are the model's ``SegOutput.features`` (the backbone output feature-level losses act on);
-    ground truth is nearest-downsampled to their resolution (void dropped); predictions are the argmax there.
-    """
-    from .losses.contrastive import downsample_labels
-
-    rng = np.random.default_rng(seed)
-    feats, labs, preds, seen = [], [], [], 0
-    was = model.training
-    model.eval()
-    model.to(device)
-    try:
-        for batch in loader:
-            images, labels = batch[0], batch[1]
-            out = model(images.to(device))
-            f = out.features.float().cpu()  # (B, A, h, w)
-            y = downsample_labels(labels, f.shape[-2:])  # (B, h, w)
-            p = out.logits.argmax(1).cpu()  # (B, h, w)
-            for b in range(f.shape[0]):
-                if seen >= n_images:
-                    break
-                fb = f[b].flatten(1).t().numpy()  # (h*w, A)
-                yb, pb = y[b].reshape(-1).numpy(), p[b].reshape(-1).numpy()
-                keep = np.flatnonzero(yb != IGNORE_INDEX)
-                keep = rng.choice(keep, size=min(per_image, keep.size), replace=False)
-                feats.append(fb[keep])
-                labs.append(yb[keep])
-                preds.append(pb[keep])
-                seen += 1
-            if seen >= n_images:
-                break
-    finally:
-        model.train(was)
-    return PixelSample(np.concatenate(feats), np.concatenate(labs), np.concatenate(preds))
-
-
-def tsne_embed(samples: Mapping[str, PixelSample], max_points: int = 1500, seed: int = 0, max_iter: int = 500
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """2-D t-SNE of pixels from several domains: (points (N, 2), labels (N,), domain index (N,)).
-
-    Each domain contributes an equal share of at most `max_points` (random, fixed seed); features are
-    L2-normalised first so the picture reflects directions, as the cosine-based losses do. 500 iterations (half
-    of sklearn's default) keep it to seconds on a laptop CPU; the clusters are settled by then at this size.
-    """
-    from sklearn.manifold import TSNE
-
-    rng = np.random.default_rng(seed)
-    share = max_points // len(samples)
-    xs, ys, ds = [], [], []
-    for d, s in enumerate(samples.values()):
-        idx = rng.choice(len(s.labels), size=min(share, len(s.labels)), replace=False)
-        xs.append(s.features[idx])
-        ys.append(s.labels[idx])
-        ds.append(np.full(idx.size, d))
-    x = np.concatenate(xs).astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
-    emb = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed, max_iter=max_iter).fit_transform(x)
-    return emb, np.concatenate(ys), np.concatenate(ds)
+# Features: t-SNE of pixel representations, class-mean similarities
 
 
 def plot_tsne(samples: Mapping[str, PixelSample], protocol: Protocol = CITYSCAPES19, max_points: int = 1500,
               seed: int = 0, title: str = "") -> Figure:
-    """Two panels of one t-SNE embedding of pixel features: coloured by class, and by domain."""
+    """Two panels of one t-SNE embedding (:func:`udalib.analysis.tsne_embed`) of pixel features: coloured by class,
+    and by domain."""
     emb, labels, dom = tsne_embed(samples, max_points, seed)
     fig = _figure(10, 4.6)
     a, b = fig.subplots(1, 2)
@@ -385,31 +258,6 @@ def plot_tsne(samples: Mapping[str, PixelSample], protocol: Protocol = CITYSCAPE
         fig.suptitle(title)
     class_legend(fig, protocol, np.unique(labels))
     return fig
-
-
-def class_means(sample: PixelSample, num_classes: int, by: str = "labels") -> np.ndarray:
-    """(K, A) mean feature of the pixels of each class (by ground truth or by prediction); NaN rows if absent."""
-    cls = getattr(sample, by)
-    means = np.full((num_classes, sample.features.shape[1]), np.nan)
-    for c in np.unique(cls):
-        if c < num_classes:
-            means[c] = sample.features[cls == c].mean(0)
-    return means
-
-
-def cosine_similarity_matrix(a: Tensor | np.ndarray, b: Tensor | np.ndarray | None = None) -> np.ndarray:
-    """(K, K') cosine similarity between the rows of `a` (K, A) and of `b` (K', A) (default: `a` itself).
-
-    Rows that are zero (a class never seen) or NaN give NaN entries.
-    """
-    def unit(m):
-        m = np.asarray(m.detach().cpu() if isinstance(m, Tensor) else m, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return m / np.linalg.norm(m, axis=1, keepdims=True)
-
-    ua = unit(a)
-    ub = ua if b is None else unit(b)
-    return ua @ ub.T
 
 
 def plot_similarity(mats: Mapping[str, np.ndarray], classes: Sequence[str], vmin: float | None = None) -> Figure:
@@ -483,13 +331,6 @@ def plot_discriminator_outputs(history: Sequence[Mapping[str, float]], levels: S
 # Entropy (ADVENT) and pseudo-labels (SDCA)
 
 
-def entropy_maps(probs: Tensor) -> np.ndarray:
-    """(B, H, W) normalised entropy in [0, 1] of (B, K, H, W) probabilities (``udalib.losses.entropy``)."""
-    from .losses.entropy import entropy_map
-
-    return entropy_map(probs).cpu().numpy()
-
-
 def plot_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray], label: str = "",
               cmap: str = "inferno", vmin: float = 0.0, vmax: float = 1.0) -> Figure:
     """Rows of image | one (B, H, W) map per entry of `maps` (each column titled with its mean)."""
@@ -510,19 +351,9 @@ def plot_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray], labe
 
 
 def plot_entropy_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray]) -> Figure:
-    """Rows of image | one entropy map per model (0 = certain, dark; 1 = uniform, bright)."""
+    """Rows of image | one entropy map per model (:func:`udalib.analysis.entropy_maps`; 0 = certain, dark;
+    1 = uniform, bright)."""
     return plot_maps(images, maps, label="normalised entropy", cmap="inferno")
-
-
-def class_mean_entropy(ent: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """(K,) mean entropy of the pixels of each ground-truth class (NaN for an absent class)."""
-    labels = np.asarray(labels).reshape(-1)
-    ent = np.asarray(ent).reshape(-1)
-    valid = labels < num_classes
-    s = np.bincount(labels[valid], weights=ent[valid], minlength=num_classes)
-    n = np.bincount(labels[valid], minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s / n
 
 
 def plot_class_values(values: Mapping[str, np.ndarray], classes: Sequence[str], ylabel: str) -> Figure:
@@ -549,7 +380,7 @@ def plot_pseudo_labels(images: Sequence[np.ndarray], pseudo: Sequence[np.ndarray
     grid = fig.add_gridspec(n + 2, 3)
     present: set[int] = set()
     for r in range(n):
-        pl, gt = _as_numpy_label(pseudo[r]), _as_numpy_label(labels[r])
+        pl, gt = as_numpy_label(pseudo[r]), as_numpy_label(labels[r])
         kept = (pl != IGNORE_INDEX).mean()
         present |= set(np.unique(gt).tolist())
         for c, (pic, name) in enumerate([(images[r], "target image"),
@@ -570,97 +401,8 @@ def plot_pseudo_labels(images: Sequence[np.ndarray], pseudo: Sequence[np.ndarray
     return fig
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Results: our measured numbers beside the published ones
-
-
-def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
-    """One row per method: our mean mIoU ± std over seeds from ``results/<preset>/`` (None if not measured yet),
-    the gain over source-only paired by seed, the fraction of the source-only → oracle gap recovered (ours and
-    published), and the published GTA5→Cityscapes number (:data:`PUBLISHED`)."""
-    from .results import gap_recovered, paired_gain, summary
-
-    ours = {r["method"]: r for r in summary(preset, list(methods) + ["source_only", "oracle"], root)}
-    ends = [ours.get(m, {}).get("miou_mean") for m in ("source_only", "oracle")]
-    paper_ends = [PUBLISHED[m][0] for m in ("source_only", "oracle")]
-    rows = []
-    for m in methods:
-        paper, note = PUBLISHED.get(m, (None, ""))
-        r = ours.get(m)
-        gain = None if r is None or m == "source_only" else paired_gain(preset, m, root=root)
-        rows.append({"method": m, "ours": None if r is None else r["miou_mean"],
-                     "std": None if r is None else r["miou_std"], "seeds": 0 if r is None else r["seeds"],
-                     "iters": None if r is None else r["iters"], "gain": gain,
-                     "gap": None if r is None or None in ends else gap_recovered(r["miou_mean"], *ends),
-                     "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
-                     "paper": paper, "paper_note": note})
-    return rows
-
-
-def gain_table(preset: str, pairs: Sequence[tuple[str, str]], root=None) -> str:
-    """One line per (method, baseline): the mIoU gain paired by seed, per seed, and whether it clears the
-    seed-to-seed spread of both runs (the bar each chapter's method has to pass)."""
-    from .results import paired_gain
-
-    lines = [f"{'method':<24} {'over':<20} {'gain':>12}  {'spread':>6}  per seed", "-" * 90]
-    for method, base in pairs:
-        g = paired_gain(preset, method, base, root)
-        if g is None:
-            lines.append(f"{method:<24} {base:<20} {'not measured':>12}")
-            continue
-        gstd = "" if np.isnan(g["std"]) else f" ± {g['std']:.1f}"
-        verdict = "one seed" if g["seeds"] == 1 else "clears it" if g["clears"] else "within it"
-        seeds = "  ".join(f"{s}: {v:+.1f}" for s, v in g["per_seed"].items())
-        lines.append(f"{method:<24} {base:<20} {g['mean']:+7.1f}{gstd:>5}  {g['spread']:6.1f}  {seeds}   ({verdict})")
-    return "\n".join(lines)
-
-
-def results_table(preset: str, methods: Sequence[str], root=None) -> str:
-    """A text table of :func:`results_rows`; methods not measured yet say how to measure them.
-
-    "gain" is the mean ± std over seeds of (method − source-only of the same seed); it is starred when it
-    exceeds the seed-to-seed spread of either run. "gap" is the fraction of the source-only → oracle gap
-    recovered, ours and published."""
-    rows = results_rows(preset, methods, root)
-    lines = [(f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
-             f"{'paper':>5} {'gap':>5}  note"), "-" * 110]
-    missing = []
-    for r in rows:
-        gain, gap = "", ""
-        if r["ours"] is None:
-            ours = "not measured"
-            missing.append(r["method"])
-        else:
-            std = "" if r["std"] is None or np.isnan(r["std"]) else f" ± {r['std']:.1f}"
-            ours = f"{r['ours']:.1f}{std}"
-            g = r["gain"]
-            if g is not None:
-                star = "*" if g["clears"] else " "
-                gstd = "" if np.isnan(g["std"]) else f" ± {g['std']:.1f}"
-                gain = f"{g['mean']:+.1f}{gstd}{star}"
-            gap = "" if r["gap"] is None else f"{100 * r['gap']:.0f}%"
-        paper = "—" if r["paper"] is None else f"{r['paper']:.1f}"
-        paper_gap = "" if r["paper_gap"] is None else f"{100 * r['paper_gap']:.0f}%"
-        lines.append(f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
-                     f"{r['paper_note']}")
-    lines += ["", ("gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
-              "spread); gap: share of the source-only → oracle gap recovered")]
-    if missing:
-        lines.append(f"not measured yet — run `udalib reproduce --preset {preset} --methods {' '.join(missing)}`")
-    return "\n".join(lines)
-
-
 __all__ = [
-    "PUBLISHED",
-    "PixelSample",
     "class_legend",
-    "class_mean_entropy",
-    "class_means",
-    "class_pixel_frequencies",
-    "collect_pixels",
-    "cosine_similarity_matrix",
-    "gain_table",
-    "entropy_maps",
     "overlay",
     "plot_class_frequencies",
     "plot_class_values",
@@ -676,12 +418,7 @@ __all__ = [
     "plot_similarity",
     "plot_training_curves",
     "plot_tsne",
-    "predict",
-    "results_rows",
-    "results_table",
     "show_samples",
     "show_source",
     "to_rgb",
-    "top_row",
-    "tsne_embed",
 ]

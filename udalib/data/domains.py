@@ -10,42 +10,23 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..config import RunConfig, cache_key, cache_root
 from . import synthcity
 from .cityscapes import Cityscapes
 from .gta5 import GTA5
 from .labels import get_protocol
 from .sampling import ClassBalancedSampler, class_presence
+from .streams import Batch, ResumableDraws, infinite_loader
 from .synthia import SYNTHIA
 from .transforms import eval_transform, train_transform
 
-if TYPE_CHECKING:
-    from ..methods.base import Batch
-    from ..presets import RunConfig
 
-
-class ResumableDraws(Sampler[int]):
-    """Endless class-balanced draws (one sampler "epoch" after another) starting at draw `start`, so a resumed
-    run continues the same sequence."""
-
-    def __init__(self, base: ClassBalancedSampler, start: int = 0):
-        self.base, self.start = base, start
-
-    def __iter__(self) -> Iterator[int]:
-        epoch, offset = divmod(self.start, self.base.num_samples)
-        while True:
-            for i, (_, index) in enumerate(self.base.draws(epoch)):
-                if i >= offset:
-                    yield index
-            epoch, offset = epoch + 1, 0
-
-
-def ensure_synthcity(cfg: "RunConfig") -> Path:
+def ensure_synthcity(cfg: RunConfig) -> Path:
     """Generate the run's SynthCity set if its folder does not hold one yet (cached, keyed by the spec).
 
     A folder that already holds a complete set (its ``synthcity.json`` is written last) is read as it is, even at
@@ -61,7 +42,7 @@ def ensure_synthcity(cfg: "RunConfig") -> Path:
     return synthcity.ensure(d.source_root, spec)
 
 
-def target_label_size(cfg: "RunConfig") -> tuple[int, int]:
+def target_label_size(cfg: RunConfig) -> tuple[int, int]:
     """(H, W) of the target's full-resolution labels, where evaluation and pseudo-labels live: 1024×2048 for
     Cityscapes, the generated resolution for SynthCity (read from the set itself)."""
     d = cfg.data
@@ -76,15 +57,13 @@ def target_label_size(cfg: "RunConfig") -> tuple[int, int]:
 
 @dataclass
 class Domains:
-    cfg: "RunConfig"
-    labelled: Dataset  # source train (or target train for the oracle / self-training)
+    cfg: RunConfig
+    labelled: Dataset  # source train, or target train (``DataConfig.labelled == "target"``: oracle, self-training)
     target_train: Dataset | None
     target_val: Dataset
     labelled_eval: Dataset  # the labelled set without augmentation, for one-off passes (SDCA's estimator)
 
-    def _stream(self, ds: Dataset, batch: int, seed: int, start_step: int, balanced: bool) -> Iterator["Batch"]:
-        from ..train import infinite_loader
-
+    def _stream(self, ds: Dataset, batch: int, seed: int, start_step: int, balanced: bool) -> Iterator[Batch]:
         sampler = None
         if balanced:
             base = ClassBalancedSampler(self._presence(ds), num_samples=len(ds), seed=seed)
@@ -94,10 +73,8 @@ class Domains:
 
     def _presence(self, ds: Dataset) -> np.ndarray:
         """Which classes each labelled image contains, scanned once and cached beside the other caches."""
-        from ..presets import _key, cache_root
-
         k = get_protocol(self.cfg.data.protocol).num_classes
-        path = cache_root() / "presence" / f"{_key([str(getattr(ds, 'root', '')), len(ds), k])}.npy"
+        path = cache_root() / "presence" / f"{cache_key([str(getattr(ds, 'root', '')), len(ds), k])}.npy"
         if path.exists():
             return np.load(path)
         presence = class_presence(ds, k)
@@ -105,16 +82,16 @@ class Domains:
         np.save(path, presence)
         return presence
 
-    def source_stream(self, batch: int, *, seed: int, start_step: int) -> Iterator["Batch"]:
+    def labelled_stream(self, batch: int, *, seed: int, start_step: int) -> Iterator[Batch]:
         balanced = self.cfg.data.source_sampling == "class_balanced"
         return self._stream(self.labelled, batch, seed, start_step, balanced)
 
-    def target_stream(self, batch: int, *, seed: int, start_step: int) -> Iterator["Batch"]:
+    def target_stream(self, batch: int, *, seed: int, start_step: int) -> Iterator[Batch]:
         if self.target_train is None:
             raise ValueError(f"method {self.cfg.method!r} asked for target batches but the run has no target set")
         return self._stream(self.target_train, batch, seed, start_step, False)
 
-    def source_eval_loader(self, batch: int = 4) -> DataLoader:
+    def labelled_eval_loader(self, batch: int = 4) -> DataLoader:
         return DataLoader(self.labelled_eval, batch_size=batch, shuffle=False, num_workers=self.cfg.data.num_workers)
 
     def pseudo_label_loader(self, batch: int = 4) -> DataLoader:
@@ -130,9 +107,7 @@ class Domains:
         return DataLoader(ds, batch_size=batch, shuffle=False, num_workers=self.cfg.data.num_workers)
 
 
-def build_domains(cfg: "RunConfig") -> Domains:
-    from ..methods import method_class
-
+def build_domains(cfg: RunConfig) -> Domains:
     d = cfg.data
     protocol = get_protocol(d.protocol)
     if d.source == "synthcity" or d.target == "synthcity":
@@ -147,8 +122,9 @@ def build_domains(cfg: "RunConfig") -> Domains:
     target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol)
     target_val = Cityscapes(target_root, "val", val_tf, protocol=protocol)
 
-    if method_class(cfg.method).trains_on_target_labels:
-        # Oracle (target GT) or self-training (target pseudo-labels): the labelled set is target train.
+    if d.labelled not in ("source", "target"):
+        raise ValueError(f"DataConfig.labelled must be 'source' or 'target', got {d.labelled!r}")
+    if d.labelled == "target":  # the oracle (target GT) or self-training (target pseudo-labels)
         lab_tf = (train_transform(size=None, normalization=norm, scale=(0.5, 1.5), crop=d.target_size, flip=True)
                   if d.labelled_scale_crop else tgt_tf)
         labelled = Cityscapes(target_root, "train", lab_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
@@ -165,7 +141,7 @@ def build_domains(cfg: "RunConfig") -> Domains:
     return Domains(cfg, labelled, target_train, target_val, plain)
 
 
-def domain_samples(cfg: "RunConfig", n: int = 4, split: str = "val") -> tuple[list[np.ndarray], list[np.ndarray]]:
+def domain_samples(cfg: RunConfig, n: int = 4, split: str = "val") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A few raw (image, label) pairs of each domain for figures: returns (source items, target items)."""
     dom = build_domains(cfg)
     pick = lambda ds: [ds[i] for i in range(min(n, len(ds)))]  # noqa: E731

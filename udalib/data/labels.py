@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 from cityscapesscripts.helpers import labels as _cs
 
-IGNORE_INDEX = 255
+from ..config import IGNORE_INDEX
 
 _CS_TRAIN = sorted((l for l in _cs.labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)
 

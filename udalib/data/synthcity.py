@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..config import cache_key, cache_root
+from ..files import atomic_write
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS
 
 #: Bumped whenever the generator's output changes, so cached sets and the models trained on them are rebuilt.
@@ -386,10 +388,7 @@ def _target_path(split: str, index: int) -> tuple[str, str]:
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 def _write_chunk(args: tuple[SynthCitySpec, str, str, list[int], str]) -> None:
@@ -433,6 +432,12 @@ def generate(out: str | os.PathLike, spec: SynthCitySpec = SynthCitySpec(), *, w
             list(pool.map(_write_chunk, chunks))
     meta.write_text(json.dumps(asdict(spec), indent=2))
     return root
+
+
+def cache_dir(size: tuple[int, int], counts: tuple[int, int, int]) -> Path:
+    """Where the shared cache keeps the set of this size and counts (the version is part of the key)."""
+    h, w = size
+    return cache_root() / f"synthcity-{h}x{w}-{cache_key([VERSION, list(size), list(counts)])}"
 
 
 def ensure(out: str | os.PathLike, spec: SynthCitySpec = SynthCitySpec()) -> Path:

@@ -20,7 +20,7 @@ from torch import Tensor
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-IGNORE_INDEX = 255
+from ..config import IGNORE_INDEX
 Size = tuple[int, int]
 LabelSize = Literal["same"] | Size | None
 

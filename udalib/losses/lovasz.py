@@ -28,7 +28,7 @@ from torch import Tensor
 
 from udalib.inference import upsample
 
-IGNORE_INDEX = 255
+from udalib.config import IGNORE_INDEX
 
 
 def lovasz_grad(fg_sorted: Tensor) -> Tensor:

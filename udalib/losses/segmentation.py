@@ -18,7 +18,7 @@ from torch import Tensor
 from udalib.inference import upsample
 from udalib.models.output import SegOutput
 
-IGNORE_INDEX = 255
+from udalib.config import IGNORE_INDEX
 
 
 def seg_ce(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:

@@ -1,45 +1,33 @@
-"""Registry of methods: one file per paper, each exposing ``VARIANTS`` (result name → config builder).
+"""The registry of methods: one file per paper, each exposing ``VARIANTS`` (result name → :class:`Variant`).
 
-A variant builder takes (preset, dataset) and returns (method config, data overrides, training overrides), so
-``udalib.presets.resolve`` can assemble a run and the trainer never branches on a method's name.
+A variant is a method class with its config at the paper's values; ``udalib/presets.py`` says what the ``quick``
+and ``paper`` presets change for it. The trainer builds a method with :func:`build_method` and never branches on
+its name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 from . import adaptsegnet, advent, globallocal, sdca, supervised
-from .base import Method
+from .base import Method, Variant
 
-if TYPE_CHECKING:
-    from ..presets import RunConfig
-
-VariantBuilder = Callable[[str, str], tuple[Any, dict, dict]]
-
-_MODULES = (supervised, adaptsegnet, advent, globallocal, sdca)
-VARIANTS: dict[str, tuple[type[Method], VariantBuilder]] = {
-    name: entry for module in _MODULES for name, entry in module.VARIANTS.items()
+REGISTRY: dict[str, Variant] = {
+    name: variant
+    for module in (supervised, adaptsegnet, advent, globallocal, sdca)
+    for name, variant in module.VARIANTS.items()
 }
 
 
-def _entry(name: str) -> tuple[type[Method], VariantBuilder]:
+def get(name: str) -> Variant:
+    """The registered variant `name` (its class and paper config), or a ValueError listing the valid names."""
     try:
-        return VARIANTS[name]
+        return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(VARIANTS)}") from None
+        raise ValueError(f"unknown method {name!r}; expected one of {sorted(REGISTRY)}") from None
 
 
-def method_class(name: str) -> type[Method]:
-    return _entry(name)[0]
+def build_method(name: str, cfg: object, num_classes: int, *, feature_dim: int, total_iters: int) -> Method:
+    """Instantiate method `name` with its (resolved) config for a model of `num_classes` and `feature_dim`."""
+    return get(name).cls(cfg, num_classes, feature_dim=feature_dim, total_iters=total_iters)
 
 
-def method_config(name: str, preset: str, dataset: str) -> tuple[Any, dict, dict]:
-    return _entry(name)[1](preset, dataset)
-
-
-def build_method(cfg: "RunConfig", num_classes: int) -> Method:
-    return method_class(cfg.method)(cfg.method_cfg, num_classes, cfg.train.iters)
-
-
-__all__ = ["VARIANTS", "Method", "build_method", "method_class", "method_config"]
+__all__ = ["REGISTRY", "Method", "Variant", "build_method", "get"]

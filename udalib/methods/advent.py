@@ -8,15 +8,14 @@ upsampled logits (``udalib.evaluate.evaluate(..., ensemble=...)``), not a joint 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from torch import Tensor
 
 from ..inference import upsample
 from ..losses import minent_loss, self_information
-from ..presets import QUICK_ADAPTATION
 from .adaptsegnet import AdaptSegNet, AdaptSegNetConfig
-from .base import Backward, Batch, Method
+from .base import Backward, Batch, Method, Variant
 from .supervised import source_ce_step
 
 
@@ -48,27 +47,7 @@ class MinEnt(Method):
         return {"seg": seg, "ent": ent.detach()}
 
 
-def _paper_train(preset: str) -> dict:
-    if preset == "paper":  # ADVENT stops at 120k of a 250k horizon (spec §4.3)
-        return {"iters": 120_000, "max_iters": 250_000}
-    return dict(QUICK_ADAPTATION)
-
-
-def _advent(preset: str, dataset: str):
-    cfg = AdaptSegNetConfig()
-    if preset == "quick":  # see adaptsegnet._quick: weights scaled for a few hundred CPU iterations
-        cfg = replace(cfg, lambda_adv_aux=0.002, lambda_adv_main=0.01, lr_d=2e-4)
-    return cfg, {}, _paper_train(preset)
-
-
-def _minent(preset: str, dataset: str):
-    cfg = MinEntConfig()
-    if preset == "quick":
-        cfg = replace(cfg, lambda_ent_aux=0.02, lambda_ent_main=0.1)
-    return cfg, {}, _paper_train(preset)
-
-
 VARIANTS = {
-    "advent": (AdvEnt, _advent),
-    "minent": (MinEnt, _minent),
+    "advent": Variant(AdvEnt, AdaptSegNetConfig(), "ADVENT: adversarial alignment of self-information maps"),
+    "minent": Variant(MinEnt, MinEntConfig(), "ADVENT's MinEnt: entropy minimisation on target predictions"),
 }

@@ -13,15 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class Batch:
-    """A collated batch on the training device: image (B, 3, H, W), label (B, H, W) train ids, 255 = ignore."""
-
-    image: Tensor
-    label: Tensor
-    meta: dict[str, Any]
-
+from ..data.streams import Batch
 
 Backward = Callable[[Tensor], None]
 
@@ -30,16 +22,17 @@ class Method(nn.Module):
     """Base class. Subclasses register auxiliary networks (discriminators) and state (banks, estimators) as
     submodules/buffers so that ``state_dict()`` puts them in the checkpoint; the segmenter is *not* a submodule.
 
-    Class attributes describe what data the method needs, so the run builder (not the trainer loop) can wire it.
+    What the method needs from the model is passed in, never looked up: the number of classes K, the channels A of
+    the model's ``features`` (feature-level state is sized by it) and the run's length.
     """
 
     uses_target: ClassVar[bool] = True  # needs unlabelled target batches
-    trains_on_target_labels: ClassVar[bool] = False  # oracle: the labelled domain is the target train set
 
-    def __init__(self, cfg: Any, num_classes: int, total_iters: int = 0):
+    def __init__(self, cfg: Any, num_classes: int, *, feature_dim: int = 0, total_iters: int = 0):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
+        self.feature_dim = feature_dim  # A, channels of SegOutput.features
         self.total_iters = total_iters  # the run's length, for methods whose schedule depends on it
 
     def aux_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -47,7 +40,7 @@ class Method(nn.Module):
         segmenter's optimiser, after the accumulation loop. Their base LR is each group's ``initial_lr``."""
         return []
 
-    def prepare(self, model: nn.Module, source_loader: Any, device: torch.device) -> None:
+    def prepare(self, model: nn.Module, labelled_loader: Any, device: torch.device) -> None:
         """One-off work before the first iteration of a fresh run (not on resume): e.g. SDCA's estimator pass."""
 
     def training_step(self, model: nn.Module, source: Batch, target: Batch | None, step: int,
@@ -61,3 +54,16 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
     """Freeze or unfreeze a network (discriminators during the generator's adversarial backward, spec §3.4)."""
     for p in module.parameters():
         p.requires_grad_(flag)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered method: its class, its config with the paper's values, and one line for ``--list``.
+
+    Several variants may share a class (single- and multi-level AdaptSegNet; source-only and the oracle, which
+    differ only in the labelled set their preset row names).
+    """
+
+    cls: type[Method]
+    config: Any
+    description: str

@@ -17,24 +17,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..losses import self_information
+from ..config import IGNORE_INDEX
 from ..models.discriminators import PixelDiscriminator
-from .adaptsegnet import AdaptSegNet
-from .advent import _paper_train
-from .base import Backward, Batch
+from .adaptsegnet import AdaptSegNetConfig
+from .advent import AdvEnt
+from .base import Backward, Batch, Variant
 from .output_alignment import OutputDiscriminators, level_maps
 from .supervised import source_ce_step
 
 
 @dataclass(frozen=True)
-class GlobalLocalConfig:
-    lambda_seg_aux: float = 0.1
-    lambda_adv_aux: float = 0.0002  # global (patch) branch: ADVENT's λ (spec §4.3)
-    lambda_adv_main: float = 0.001
+class GlobalLocalConfig(AdaptSegNetConfig):
+    """ADVENT's config (the global branch: λ_adv on the patch discriminators, spec §4.3) plus the local branch."""
+
     lambda_local_aux: float = 0.0002  # local (per-pixel) branch: ADVENT's λ (spec §5.4)
     lambda_local_main: float = 0.001
-    gan: str = "bce"
-    lr_d: float = 1e-4
     schedule: str = "joint"  # joint | sequential (global for the first `switch_fraction` of iterations, then local)
     switch_fraction: float = 0.5
     mask_source_void: bool = True  # drop source pixels labelled 255 from the local source term (our reading)
@@ -44,17 +41,16 @@ class GlobalLocalConfig:
     local_pixels: int | None = None
 
 
-class GlobalLocal(AdaptSegNet):
-    def __init__(self, cfg: GlobalLocalConfig, num_classes: int, total_iters: int = 0):
-        super().__init__(cfg, num_classes, total_iters)
+class GlobalLocal(AdvEnt):
+    """AdvEnt's global game on self-information maps plus a per-pixel game on the same maps."""
+
+    def __init__(self, cfg: GlobalLocalConfig, num_classes: int, **kw):
+        super().__init__(cfg, num_classes, **kw)
         self.local = OutputDiscriminators(num_classes, {"aux": cfg.lambda_local_aux, "main": cfg.lambda_local_main},
                                           lr=cfg.lr_d, gan=cfg.gan, make=PixelDiscriminator)
 
     def aux_optimizers(self):
         return self.disc.optimizers + self.local.optimizers
-
-    def discriminator_input(self, prob: Tensor) -> Tensor:
-        return self_information(prob)
 
     def active(self, step: int) -> tuple[bool, bool]:
         """Which branches train at `step`: (global, local)."""
@@ -67,7 +63,7 @@ class GlobalLocal(AdaptSegNet):
 
     def void_mask(self, label: Tensor, levels) -> dict[str, Tensor]:
         """Per level, (B, H, W) True on source pixels with a class label (255 = void is dropped)."""
-        valid = label != 255
+        valid = label != IGNORE_INDEX
         return {lvl: valid for lvl in levels}
 
     def local_sample(self, maps: dict[str, Tensor], mask: dict[str, Tensor] | None = None
@@ -110,15 +106,5 @@ class GlobalLocal(AdaptSegNet):
         return logs
 
 
-def _globallocal(preset: str, dataset: str):
-    from dataclasses import replace
-
-    train = _paper_train(preset)
-    cfg = GlobalLocalConfig()
-    if preset == "quick":
-        cfg = replace(cfg, lambda_adv_aux=0.002, lambda_adv_main=0.01, lambda_local_aux=0.002,
-                      lambda_local_main=0.01, lr_d=2e-4, local_pixels=512)
-    return cfg, {}, train
-
-
-VARIANTS = {"globallocal": (GlobalLocal, _globallocal)}
+VARIANTS = {"globallocal": Variant(GlobalLocal, GlobalLocalConfig(),
+                                  "AdvEnt plus a per-pixel (local) discriminator, our reading of Yarram et al.")}

@@ -19,7 +19,7 @@ z and mu_c are L2-normalised, the variance vector of each class is L2-normalised
 tau = 100: the loss then stays near log K and behaves as a high-temperature cosine-prototype loss whose covariance
 term is almost inert (the chapter measures this). ``normalize_cov=False`` is the textbook bound on raw statistics.
 
-The stages (§1), each a registered variant so that ``udalib.pipeline`` chains them through ``stage:<method>``:
+The stages (§1), each a registered variant so that ``udalib.stages`` chains them through ``stage:<method>``:
 
 1. ``sdca_source``: source-only DeepLab-v2 (one head, FrozenBN) with L = CE + 0.75 * Lovasz-softmax.
 2. Estimator initialisation: one pass of the stage-1 model over the whole source set (eval, no_grad, no
@@ -33,7 +33,7 @@ The stages (§1), each a registered variant so that ``udalib.pipeline`` chains t
    where PL = argmax softmax(target logits) at feature resolution, 255 where the max *probability* < delta = 0.9
    (``udalib.pseudo_labels.threshold_labels``); the statistics enter detached; one backward.
 4. ``sdca_ssl``: class-wise median-thresholded pseudo-labels of the stage-3 model on target train (4a,
-   ``udalib.pseudo_labels``), then a fresh network from ImageNet trained with CE on them (4b, ``SelfTraining``).
+   ``udalib.pseudo_labels``), then a fresh network from ImageNet trained with CE on them (4b, ``Supervised`` on target pseudo-labels).
 
 Where we differ from the released code (on purpose, or because our data pipeline lacks something):
 
@@ -52,7 +52,8 @@ Where we differ from the released code (on purpose, or because our data pipeline
   statistics of each micro-batch (2 images) rather than SyncBN over 8.
 - Normalisation: the paper preset uses ImageNet RGB statistics (the R101 configs, §3, and torchvision weights).
   The official VGG-16 configs use Caffe weights with BGR x 255 (``normalization="vgg_bgr255"``); with
-  torchvision's VGG-16 keep ImageNet RGB. ``feature_dim`` follows the backbone (``udalib.presets.resolve``).
+  torchvision's VGG-16 keep ImageNet RGB. The feature-level estimator's dimension A is the model's feature channels
+  (``Method.feature_dim``, given by the trainer).
 """
 
 from __future__ import annotations
@@ -65,13 +66,11 @@ from torch import Tensor, nn
 
 from ..losses import (ClassStatistics, contrastive_bound, downsample_labels, flatten_pixels, lovasz_softmax_logits,
                       seg_ce)
-from ..models.output import FEATURE_CHANNELS, SegOutput
-from ..pseudo_labels import IGNORE_INDEX, threshold_labels
-from ..presets import QUICK_ADAPTATION
-from .base import Backward, Batch, Method
-from .supervised import SelfTraining, SupervisedConfig
-
-#: Channels of ``SegOutput.features`` per backbone: the feature-level estimator's dimension A (spec §2).
+from ..config import IGNORE_INDEX
+from ..models.output import SegOutput
+from ..pseudo_labels import threshold_labels
+from .base import Backward, Batch, Method, Variant
+from .supervised import Supervised, SupervisedConfig
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,6 @@ class SDCASourceConfig:
 class SDCAConfig:
     """Stage 3, the adaptation (spec §5.4 unless stated)."""
 
-    feature_dim: int = FEATURE_CHANNELS["resnet101"]  # A of the feature-level estimator = the model's features (§2)
     lambda_lov: float = 0.75  # λ_lov: LAMBDA_LOV, Lovász-softmax on source (§5.4)
     lambda_feat: float = 1.0  # λ_feat: LAMBDA_FEAT, feature-level bound (§5.4)
     lambda_out: float = 1.0  # λ_out: LAMBDA_OUT, output-level (logit) bound (§5.4)
@@ -134,31 +132,30 @@ class SDCA(Method):
     statistics (spec §5.3-5.4).
 
     State (in ``state_dict``, so checkpoints and resume carry it):
-        feat_stats: ``ClassStatistics(K, cfg.feature_dim)``, per-class count, mean, diagonal variance of features.
+        feat_stats: ``ClassStatistics(K, A)``, A = ``feature_dim`` (the model's feature channels): per-class
+            count, mean, diagonal variance of features.
         out_stats:  ``ClassStatistics(K, K)``, the same for logits.
     Both are built in ``__init__`` (the trainer loads a checkpoint into them on resume without calling
     ``prepare``); ``prepare`` fills them with the initial pass over the source set.
 
     Example (what the trainer does)::
 
-        method = SDCA(SDCAConfig(feature_dim=128), num_classes=19)
-        method.prepare(model, source_eval_loader, device)      # estimator pass, fresh runs only
+        method = SDCA(SDCAConfig(), num_classes=19, feature_dim=128)
+        method.prepare(model, labelled_eval_loader, device)    # estimator pass, fresh runs only
         logs = method.training_step(model, src, tgt, step, backward)
     """
 
-    def __init__(self, cfg: SDCAConfig, num_classes: int, total_iters: int = 0):
-        super().__init__(cfg, num_classes, total_iters)
-        self.feat_stats = ClassStatistics(num_classes, cfg.feature_dim)  # (K, A) feature level
+    def __init__(self, cfg: SDCAConfig, num_classes: int, *, feature_dim: int, total_iters: int = 0):
+        super().__init__(cfg, num_classes, feature_dim=feature_dim, total_iters=total_iters)
+        self.feat_stats = ClassStatistics(num_classes, feature_dim)  # (K, A) feature level
         self.out_stats = ClassStatistics(num_classes, num_classes)  # (K, K) output level
 
     def _check_output(self, out: SegOutput) -> None:
         _check_single_head(out)
         a = out.features.shape[1]
-        if a != self.cfg.feature_dim:
-            raise ValueError(
-                f"SDCA's feature-level estimator has A = SDCAConfig.feature_dim = {self.cfg.feature_dim} channels, "
-                f"but the model's features have {a}. Pass method_overrides={{'feature_dim': {a}}} "
-                f"(feature channels per backbone: {FEATURE_CHANNELS})")
+        if a != self.feature_dim:
+            raise ValueError(f"SDCA's feature-level estimator was built with feature_dim = {self.feature_dim} "
+                             f"channels, but the model's features have {a}: build the method with feature_dim={a}")
         if out.logits.shape[1] != self.num_classes:
             raise ValueError(f"model predicts {out.logits.shape[1]} classes, SDCA was built for {self.num_classes}")
         if out.logits.shape[-2:] != out.features.shape[-2:]:
@@ -166,7 +163,7 @@ class SDCA(Method):
                              f"{tuple(out.logits.shape[-2:])} and {tuple(out.features.shape[-2:])}")
 
     @torch.no_grad()
-    def prepare(self, model: nn.Module, source_loader: Any, device: torch.device) -> None:
+    def prepare(self, model: nn.Module, labelled_loader: Any, device: torch.device) -> None:
         """The estimators' initial pass (spec §4, ``semantic_dist_init.py``): every source image once, model in
         eval mode, no gradient, labels nearest-downsampled to the feature size. The loader yields
         ``(image, label, meta)`` tuples (or ``Batch``es) without augmentation. Every DDP rank sees the whole
@@ -176,7 +173,7 @@ class SDCA(Method):
         was_training = model.training
         model.eval()
         try:
-            for batch in source_loader:
+            for batch in labelled_loader:
                 image, label = (batch.image, batch.label) if isinstance(batch, Batch) else (batch[0], batch[1])
                 out = model(image.to(device))
                 self._check_output(out)
@@ -235,53 +232,10 @@ class SDCA(Method):
         return {k: v.detach() for k, v in logs.items()}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Variants: builder(preset, dataset) -> (method config, data overrides, train overrides)
-
-# Paper schedules (§1, §7): iterations stop at 64% of the poly horizon; the global batch of 8 images is kept on
-# one GPU by accumulation. Normalisation and pretrained weights of the R101 configs (§3): torchvision ImageNet, RGB.
-_PAPER_DATA = {"normalization": "imagenet_rgb"}
-_PAPER_R101 = {"multi_level": False, "pretrained": "imagenet"}
-
-
-def _sdca_source(preset: str, dataset: str) -> tuple[SDCASourceConfig, dict, dict]:
-    if preset == "paper":  # src configs: 20k/31.25k, lr 5e-4, FREEZE_BN (FrozenBatchNorm2d), 2 images/GPU x 4
-        return SDCASourceConfig(), dict(_PAPER_DATA), dict(
-            _PAPER_R101, iters=20_000, max_iters=31_250, lr=5e-4, bn_mode="frozen", batch_source=2, accum=4)
-    return SDCASourceConfig(), {}, {"multi_level": False}  # quick: the quick source-only schedule (500 it, lr 0.01)
-
-
-def _sdca(preset: str, dataset: str) -> tuple[SDCAConfig, dict, dict]:
-    # §3: stage 3 adds colour jitter/grayscale/blur on source and FADA's class-balanced source sampler.
-    data = {"source_color_aug": True, "source_sampling": "class_balanced"}
-    train: dict[str, Any] = {"init_checkpoint": "stage:sdca_source", "multi_level": False}
-    if preset == "paper":  # sdca configs: 40k/62.5k, lr 2.5e-4, FrozenBN, 1 source + 1 target per GPU x 4
-        cfg = SDCAConfig(feature_dim=FEATURE_CHANNELS["resnet101"])
-        data.update(_PAPER_DATA)
-        train.update(_PAPER_R101, iters=40_000, max_iters=62_500, lr=2.5e-4, bn_mode="frozen", batch_source=1,
-                     batch_target=1, accum=4)
-    else:  # quick: the other chapters' quick adaptation length from the cached source stage
-        cfg = SDCAConfig(feature_dim=FEATURE_CHANNELS["small"])
-        train.update(QUICK_ADAPTATION, init_checkpoint="stage:sdca_source")
-    return cfg, data, train
-
-
-def _sdca_ssl(preset: str, dataset: str) -> tuple[SupervisedConfig, dict, dict]:
-    # §6: a *fresh* network (no init_checkpoint) trained with CE on the stage-3 model's pseudo-labels only.
-    cfg = SupervisedConfig(lambda_seg_aux=0.0)
-    # §3 SSL: random scale 0.5-1.5 of the full image, crop at the training size, flip; evaluated at full size.
-    data: dict[str, Any] = {"pseudo_label_dir": "stage:sdca", "labelled_scale_crop": True}
-    if preset == "paper":  # ssl configs: 20k/31.25k, lr 5e-4, FREEZE_BN False (SyncBN over 8 images; here BN over
-        # each micro-batch of 2), from ImageNet
-        data.update(_PAPER_DATA, eval_size=(1024, 2048))
-        return cfg, data, dict(_PAPER_R101, iters=20_000, max_iters=31_250, lr=5e-4, bn_mode="trainable",
-                               batch_source=2, accum=4)
-    data["eval_size"] = (128, 256)  # quick: SynthCity's full resolution
-    return cfg, data, {"multi_level": False, "iters": 300, "max_iters": 500}  # quick: retrain from scratch
-
-
 VARIANTS = {
-    "sdca_source": (SDCASource, _sdca_source),
-    "sdca": (SDCA, _sdca),
-    "sdca_ssl": (SelfTraining, _sdca_ssl),
+    "sdca_source": Variant(SDCASource, SDCASourceConfig(), "SDCA stage 1: source-only with CE + 0.75 Lovász"),
+    "sdca": Variant(SDCA, SDCAConfig(), "SDCA stage 3: the distribution-aware contrastive bound, from stage 1"),
+    # §6: CE on the stage-3 model's pseudo-labels only, single head (no aux CE)
+    "sdca_ssl": Variant(Supervised, SupervisedConfig(lambda_seg_aux=0.0),
+                        "SDCA stage 4: self-training on the stage-3 model's pseudo-labels"),
 }

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..losses import multi_level_ce
 from ..models.output import SegOutput
-from .base import Backward, Batch, Method
+from .base import Backward, Batch, Method, Variant
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,10 @@ def source_ce_step(model: nn.Module, source: Batch, lambda_aux: float, backward:
     return loss.detach(), out
 
 
-class SourceOnly(Method):
-    """L = CE(main) + λ_seg·CE(aux) on labelled source images; the target is never seen."""
+class Supervised(Method):
+    """L = CE(main) + λ_seg·CE(aux) on the labelled set: source images (source-only, the lower bound), target train
+    labels (the oracle, the upper bound) or target pseudo-labels (self-training); ``DataConfig.labelled`` says
+    which. No unlabelled target batch is used."""
 
     uses_target = False
 
@@ -38,23 +40,7 @@ class SourceOnly(Method):
         return {"seg": seg}
 
 
-class Oracle(SourceOnly):
-    """The same loss on the *target* train labels: what full supervision in the target domain reaches."""
-
-    trains_on_target_labels = True
-
-
-class SelfTraining(SourceOnly):
-    """The same loss on target train images with pseudo-labels (``DataConfig.pseudo_label_dir``)."""
-
-    trains_on_target_labels = True
-
-
-def _baseline(preset: str, dataset: str) -> tuple[SupervisedConfig, dict, dict]:
-    return SupervisedConfig(), {}, {}
-
-
 VARIANTS = {
-    "source_only": (SourceOnly, _baseline),
-    "oracle": (Oracle, _baseline),
+    "source_only": Variant(Supervised, SupervisedConfig(), "CE on labelled source images: the lower bound"),
+    "oracle": Variant(Supervised, SupervisedConfig(), "CE on target train labels: the upper bound"),
 }

@@ -167,21 +167,26 @@ def imagenet_checkpoint_path(arch: str) -> Path:
     return path
 
 
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load`` of a checkpoint file with ``weights_only=True`` (tensors and plain containers only), on CPU.
+
+    Raises FileNotFoundError for a missing file and ValueError for a file that needs unsafe unpickling.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain "
+            "containers, and unpickling those can run arbitrary code. Re-save only the "
+            f"state_dict. (torch.load weights_only=True said: {str(err).splitlines()[0]})"
+        ) from err
+
+
 def _read_state(path_or_state: str | os.PathLike | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
-    if isinstance(path_or_state, Mapping):
-        obj = path_or_state
-    else:
-        path = Path(path_or_state)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(
-                f"refusing to load {path}: it holds Python objects other than tensors and plain "
-                "containers, and unpickling those can run arbitrary code. Re-save only the "
-                f"state_dict. (torch.load weights_only=True said: {str(err).splitlines()[0]})"
-            ) from err
+    obj = path_or_state if isinstance(path_or_state, Mapping) else read_checkpoint(path_or_state)
     if not isinstance(obj, Mapping):
         raise ValueError(f"not a state dict: the checkpoint holds a {type(obj).__name__}")
     for wrapper in ("state_dict", "model"):

@@ -77,35 +77,39 @@ class ASPPClassifier(nn.Module):
         return out
 
 
+def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of `module` (the private base class also matches SyncBatchNorm, after DDP's
+    ``convert_sync_batchnorm``)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 class DeepLabSegmenter(nn.Module):
     """Behaviour shared by the udalib segmenters: BN mode, parameter groups, architecture name.
 
     Subclasses set ``arch`` (checkpoint checks name it in their errors), ``num_classes``,
-    ``head_names`` (the ASPP classifiers, trained at 10x LR) and ``bn_mode`` (None when there is
-    no BatchNorm), and call :meth:`_apply_bn_mode` once their layers exist.
+    ``feature_channels`` (A, the channels of ``SegOutput.features``), ``head_names`` (the ASPP
+    classifiers, trained at 10x LR) and ``bn_mode`` (None when there is no BatchNorm), and call
+    :meth:`_apply_bn_mode` once their layers exist.
     """
 
     arch: str
     num_classes: int
+    feature_channels: int
     head_names: tuple[str, ...]
     bn_mode: str | None = None
 
     def _apply_bn_mode(self) -> None:
         if self.bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {self.bn_mode!r}")
-        for bn in self._batchnorms():
+        for bn in batchnorms(self):
             bn.requires_grad_(self.bn_mode == "trainable")
         self.train(self.training)
-
-    def _batchnorms(self) -> list[nn.modules.batchnorm._BatchNorm]:
-        # The private base class also matches SyncBatchNorm, after DDP's convert_sync_batchnorm.
-        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def train(self, mode: bool = True) -> DeepLabSegmenter:
         """Like ``nn.Module.train``, except that ``bn_mode="frozen"`` keeps every BN in eval mode."""
         super().train(mode)
         if self.bn_mode == "frozen":
-            for bn in self._batchnorms():
+            for bn in batchnorms(self):
                 bn.eval()
         return self
 
@@ -226,6 +230,7 @@ class DeepLabV2ResNet101(DeepLabSegmenter):
     ) -> None:
         super().__init__()
         self.arch = f"resnet{3 * sum(blocks) + 2}"
+        self.feature_channels = 2048
         self.num_classes = num_classes
         self.multi_level = multi_level
         self.bn_mode = bn_mode

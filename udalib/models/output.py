@@ -20,6 +20,3 @@ class SegOutput:
     features: Tensor
     aux_logits: Tensor | None = None
 
-
-#: Channels of ``SegOutput.features`` per backbone (the dimension feature-level losses work in).
-FEATURE_CHANNELS: dict[str, int] = {"small": 128, "resnet101": 2048, "vgg16": 1024}

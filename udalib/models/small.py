@@ -87,6 +87,7 @@ class SmallDeepLab(DeepLabSegmenter):
     """
 
     arch = "small"
+    feature_channels = 128
     head_names = ("layer5", "layer6")
 
     def __init__(

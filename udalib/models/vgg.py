@@ -79,6 +79,7 @@ class DeepLabVGG16(DeepLabSegmenter):
     """
 
     arch = "vgg16"
+    feature_channels = 1024
     head_names = ("classifier",)
 
     def __init__(

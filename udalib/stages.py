@@ -1,7 +1,8 @@
-"""Multi-stage runs: a run whose ``init_checkpoint`` is ``"stage:<method>"`` starts from the last checkpoint of
-that method's run under the same preset, data, model and seed, trained once and cached (keyed by its config)
-under ``$UDABOOK_CACHE/stages``. This is how every quick chapter adapts from one shared source-only model, as the
-seeds adapt from a source-pretrained network, and how SDCA chains its stages.
+"""Cached stages: a run whose ``init_checkpoint`` (or ``pseudo_label_dir``) is ``"stage:<method>"`` starts from the
+final checkpoint (or the pseudo-labels) of that method's run under the same preset, data, model and seed, trained
+once and cached, keyed by its config, under ``$UDABOOK_CACHE/stages``. This is how every quick chapter adapts
+from one shared source-only model, as the seeds adapt from a source-pretrained network, and how SDCA chains its
+stages.
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .presets import RunConfig, _key, cache_root, resolve
+from .config import RunConfig, cache_key, cache_root, resolve_device
+from .data.domains import build_domains, target_label_size
+from .data.labels import get_protocol
+from .models.trained import load_trained
+from .presets import resolve
+from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
 from .train import TrainResult, train
 
 STAGE_PREFIX = "stage:"
@@ -26,40 +32,29 @@ def stage_config(cfg: RunConfig, method: str) -> RunConfig:
 
 def cached_run(cfg: RunConfig, name: str) -> RunConfig:
     """`cfg` with its run folder in the stage cache, ``stages/<name>-<key of the config>``, resumed if present."""
-    key = _key(cfg.to_dict())
+    key = cache_key(cfg.to_dict())
     return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{name}-{key}"), resume="auto")
 
 
 def stage_checkpoint(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:
     """Path of the final checkpoint of stage `method` for `cfg`, training it first if the cache lacks it."""
     stage = stage_config(cfg, method)
-    out = Path(stage.out_dir)
-    final = out / f"checkpoint_{stage.train.iters:07d}.pt"
-    if not final.exists():
-        print(f"training stage {method!r} into the cache {out} (once per preset and seed)")
+    if not stage.final_checkpoint.exists():
+        print(f"training stage {method!r} into the cache {stage.out_dir} (once per preset and seed)")
         run(stage, progress=progress)
-    return final
+    return stage.final_checkpoint
 
 
 def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:
     """Folder of pseudo-labels made by stage `method`'s final model on target train (cached like the stage)."""
-    from .data.domains import build_domains, target_label_size
-    from .data.labels import get_protocol
-    from .presets import resolve_device
-    from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
-    from .train import load_model_weights, segmenter_for
-
     ckpt = stage_checkpoint(cfg, method, progress=progress)
     out = ckpt.parent / "pseudo_labels"
     if not (out / THRESHOLDS_FILE).exists():
         stage = stage_config(cfg, method)
-        protocol = get_protocol(stage.data.protocol)
-        model = segmenter_for(stage, protocol.num_classes)
-        load_model_weights(model, ckpt)
         device = resolve_device(stage.train.device)
-        generate_pseudo_labels(model.to(device), build_domains(stage).pseudo_label_loader(), out,
-                               num_classes=protocol.num_classes, label_size=target_label_size(stage), device=device,
-                               overwrite=out.exists())
+        generate_pseudo_labels(load_trained(ckpt, device), build_domains(stage).pseudo_label_loader(), out,
+                               num_classes=get_protocol(stage.data.protocol).num_classes,
+                               label_size=target_label_size(stage), device=device, overwrite=out.exists())
     return out
 
 
@@ -67,11 +62,11 @@ def resolve_stages(cfg: RunConfig, *, progress: str = "lines") -> RunConfig:
     """Replace ``stage:<method>`` references (initial weights, pseudo-label folder) by cached stage outputs."""
     init = cfg.train.init_checkpoint
     if init and init.startswith(STAGE_PREFIX):
-        path = stage_checkpoint(cfg, init[len(STAGE_PREFIX):], progress=progress)
+        path = stage_checkpoint(cfg, init.removeprefix(STAGE_PREFIX), progress=progress)
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_checkpoint=str(path)))
     pl = cfg.data.pseudo_label_dir
     if pl and pl.startswith(STAGE_PREFIX):
-        folder = stage_pseudo_labels(cfg, pl[len(STAGE_PREFIX):], progress=progress)
+        folder = stage_pseudo_labels(cfg, pl.removeprefix(STAGE_PREFIX), progress=progress)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=str(folder)))
     return cfg
 
@@ -79,3 +74,8 @@ def resolve_stages(cfg: RunConfig, *, progress: str = "lines") -> RunConfig:
 def run(cfg: RunConfig, *, progress: str = "bar") -> TrainResult:
     """Train `cfg`, first training (or reusing) the stages it starts from."""
     return train(resolve_stages(cfg, progress=progress), progress=progress)
+
+
+def load_stage(cfg: RunConfig, method: str, *, progress: str = "lines"):
+    """The final model of stage `method` for `cfg` (trained first if the cache lacks it), in eval mode."""
+    return load_trained(stage_checkpoint(cfg, method, progress=progress), resolve_device(cfg.train.device))

@@ -1,0 +1,98 @@
+"""What the chapters measure (``udalib.analysis``), and that ``udalib.viz`` draws it: class statistics, a model's
+probabilities and pixel features, class-mean similarities, entropy."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from udalib import analysis, viz
+from udalib.models.output import SegOutput
+
+VOID = 255
+
+
+class TinySegmenter(nn.Module):
+    """Features (B, 4, H/2, W/2) from a strided 1×1 conv, logits (B, 3, H/2, W/2) from a 1×1 head on them."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 1, stride=2), nn.BatchNorm2d(4))
+        self.head = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        features = self.backbone(x)
+        return SegOutput(logits=self.head(features), features=features)
+
+
+def test_analysis_never_imports_the_drawing_module():
+    code = "import sys, udalib.analysis; print(sorted(m for m in ('udalib.viz', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_class_frequencies_and_top_row():
+    a = np.array([[VOID, VOID, 2, 2], [0, 0, 0, 1], [0, 0, 0, 1]])
+    b = torch.tensor([[2, 2, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0]])
+    dataset = [(None, a, {}), (None, b, {})]
+    assert analysis.class_pixel_frequencies(dataset, 3) == pytest.approx(np.array([14, 2, 6]) / 22)
+    assert analysis.class_pixel_frequencies(dataset, 3, n=1) == pytest.approx(np.array([6, 2, 2]) / 10)
+    assert analysis.top_row(a, 0) == pytest.approx(1 / 3) and analysis.top_row(b, 2) == 0.0
+    assert np.isnan(analysis.top_row(a, 5))
+
+
+def test_class_means_and_their_cosine_similarity():
+    sample = analysis.PixelSample(features=np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]]),
+                                  labels=np.array([0, 0, 1]), preds=np.array([0, 1, 1]))
+    by_label = analysis.class_means(sample, 3)
+    assert by_label[:2] == pytest.approx(np.array([[2.0, 0.0], [0.0, 2.0]])) and np.isnan(by_label[2]).all()
+    assert analysis.class_means(sample, 3, by="preds")[1] == pytest.approx([1.5, 1.0])
+    sim = analysis.cosine_similarity_matrix(torch.tensor(by_label))
+    assert sim[:2, :2] == pytest.approx(np.eye(2)) and np.isnan(sim[2]).all() and np.isnan(sim[:, 2]).all()
+    assert analysis.cosine_similarity_matrix(by_label[:2], np.array([[1.0, 1.0]]))[:, 0] == pytest.approx(
+        [2 ** -0.5, 2 ** -0.5])
+
+
+def test_entropy_maps_and_their_class_means():
+    certain = torch.zeros(1, 4, 2, 3)
+    certain[:, 1] = 1.0
+    probs = torch.cat([certain, torch.full((1, 4, 2, 3), 0.25)])  # (2, 4, 2, 3): one-hot, then uniform
+    ent = analysis.entropy_maps(probs)
+    assert ent.shape == (2, 2, 3) and ent[0] == pytest.approx(0.0, abs=1e-6) and ent[1] == pytest.approx(1.0)
+    labels = np.array([[[0, 0, 1], [1, VOID, VOID]], [[0, 1, 1], [VOID, VOID, VOID]]])
+    assert analysis.class_mean_entropy(ent, labels, 3)[:2] == pytest.approx([1 / 3, 2 / 4], abs=1e-6)
+    assert np.isnan(analysis.class_mean_entropy(ent, labels, 3)[2])
+
+
+def test_predict_and_collect_pixels_leave_the_model_in_train_mode():
+    model = TinySegmenter().train()
+    images = torch.randn(2, 3, 8, 12)
+    probs = analysis.predict(model, images)
+    assert probs.shape == (2, 3, 8, 12) and probs.sum(1) == pytest.approx(torch.ones(2, 8, 12))
+    assert analysis.predict(model, images, size=(4, 6)).shape == (2, 3, 4, 6) and model.training
+
+    labels = torch.randint(0, 3, (2, 8, 12))
+    labels[:, :4] = VOID  # the top half of every image is void
+    loader = [(images, labels), (images, labels)]
+    pix = analysis.collect_pixels(model, loader, n_images=3, per_image=5)
+    assert model.training
+    assert pix.features.shape == (15, 4) and pix.labels.shape == pix.preds.shape == (15,)
+    assert (pix.labels < 3).all()  # void dropped
+    with torch.no_grad():  # predictions are the head's argmax on the kept features
+        logits = model.eval().head(torch.from_numpy(pix.features)[:, :, None, None])[:, :, 0, 0]
+    assert (pix.preds == logits.argmax(1).numpy()).all()
+
+
+def test_viz_draws_a_tsne_of_pixel_samples():
+    rng = np.random.default_rng(0)
+    samples = {d: analysis.PixelSample(rng.normal(size=(40, 8)), rng.integers(0, 19, 40), rng.integers(0, 19, 40))
+               for d in ("source", "target")}
+    emb, labels, dom = analysis.tsne_embed(samples, max_points=60, max_iter=250)
+    assert emb.shape == (60, 2) and labels.shape == dom.shape == (60,) and set(dom) == {0, 1}
+    fig = viz.plot_tsne(samples, max_points=60)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2

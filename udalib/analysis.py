@@ -1,0 +1,212 @@
+"""What the chapters measure before they draw: class statistics of datasets, a model's predictions and pixel
+features, t-SNE embeddings, class-mean similarities and entropy. Everything returns numbers (numpy arrays, or a
+tensor of probabilities), so a chapter can print them as well as hand them to :mod:`udalib.viz`.
+
+Shapes: labels and predictions are (H, W) train ids with 255 = void; probabilities (B, K, H, W) over K classes;
+pixel features (N, A) with A channels (the model's ``SegOutput.features``); per-class results (K,) or (K, A),
+NaN for a class that never occurs. Example::
+
+    from udalib import analysis, viz
+    freqs = {d: analysis.class_pixel_frequencies(ds, protocol.num_classes) for d, ds in datasets.items()}
+    pix_s = analysis.collect_pixels(model, source_loader, n_images=16)     # features, labels, predictions
+    sim = analysis.cosine_similarity_matrix(analysis.class_means(pix_s, protocol.num_classes))   # (K, K)
+    ent = analysis.entropy_maps(analysis.predict(model, images))           # (B, H, W) in [0, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data.labels import IGNORE_INDEX
+
+
+def as_numpy_label(label: Tensor | np.ndarray) -> np.ndarray:
+    """A label or prediction map (tensor or array-like) as a numpy array of the same shape."""
+    return label.detach().cpu().numpy() if isinstance(label, Tensor) else np.asarray(label)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Datasets: class frequencies, the sky line
+
+
+def class_pixel_frequencies(dataset, num_classes: int, n: int | None = None) -> np.ndarray:
+    """(K,) fraction of labelled pixels of each class over the first `n` items of `dataset` (void excluded)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in range(min(n or len(dataset), len(dataset))):
+        label = as_numpy_label(dataset[i][1]).reshape(-1)
+        label = label[label < num_classes]
+        counts += np.bincount(label, minlength=num_classes)
+    return counts / max(counts.sum(), 1)
+
+
+def top_row(label: Tensor | np.ndarray, class_id: int) -> float:
+    """Topmost row holding `class_id`, as a fraction of the image height from the top (NaN if absent).
+
+    For the road this is where the street ends, just below the horizon: a camera that sees the street from
+    another height or pitch moves it up or down the image.
+    """
+    rows = np.flatnonzero((as_numpy_label(label) == class_id).any(axis=1))
+    return float(rows[0] / np.shape(label)[0]) if rows.size else float("nan")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A model's outputs: probabilities, pixel features
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor, size: tuple[int, int] | None = None,
+            device: str | torch.device = "cpu") -> Tensor:
+    """Softmax probabilities (B, K, H, W) of the main head, upsampled to `size` (default: the input size)."""
+    from .inference import predict_logits
+
+    was = model.training
+    model.eval()
+    try:
+        logits = predict_logits(model.to(device), images.to(device), size or tuple(images.shape[-2:]))
+    finally:
+        model.train(was)
+    return torch.softmax(logits, dim=1).cpu()
+
+
+@dataclass
+class PixelSample:
+    """Pixels of some images at the model's output stride: features (N, A), labels and predictions (N,)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    preds: np.ndarray
+
+
+@torch.no_grad()
+def collect_pixels(model: nn.Module, loader: Iterable, n_images: int = 16, device: str | torch.device = "cpu",
+                   per_image: int = 256, seed: int = 0) -> PixelSample:
+    """Run `model` on the first `n_images` of `loader` and keep up to `per_image` labelled pixels of each.
+
+    Features are the model's ``SegOutput.features`` (the backbone output feature-level losses act on);
+    ground truth is nearest-downsampled to their resolution (void dropped); predictions are the argmax there.
+    """
+    from .losses.contrastive import downsample_labels
+
+    rng = np.random.default_rng(seed)
+    feats, labs, preds, seen = [], [], [], 0
+    was = model.training
+    model.eval()
+    model.to(device)
+    try:
+        for batch in loader:
+            images, labels = batch[0], batch[1]
+            out = model(images.to(device))
+            f = out.features.float().cpu()  # (B, A, h, w)
+            y = downsample_labels(labels, f.shape[-2:])  # (B, h, w)
+            p = out.logits.argmax(1).cpu()  # (B, h, w)
+            for b in range(f.shape[0]):
+                if seen >= n_images:
+                    break
+                fb = f[b].flatten(1).t().numpy()  # (h*w, A)
+                yb, pb = y[b].reshape(-1).numpy(), p[b].reshape(-1).numpy()
+                keep = np.flatnonzero(yb != IGNORE_INDEX)
+                keep = rng.choice(keep, size=min(per_image, keep.size), replace=False)
+                feats.append(fb[keep])
+                labs.append(yb[keep])
+                preds.append(pb[keep])
+                seen += 1
+            if seen >= n_images:
+                break
+    finally:
+        model.train(was)
+    return PixelSample(np.concatenate(feats), np.concatenate(labs), np.concatenate(preds))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Features: t-SNE, class-mean similarities
+
+
+def tsne_embed(samples: Mapping[str, PixelSample], max_points: int = 1500, seed: int = 0, max_iter: int = 500
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2-D t-SNE of pixels from several domains: (points (N, 2), labels (N,), domain index (N,)).
+
+    Each domain contributes an equal share of at most `max_points` (random, fixed seed); features are
+    L2-normalised first so the picture reflects directions, as the cosine-based losses do. 500 iterations (half
+    of sklearn's default) keep it to seconds on a laptop CPU; the clusters are settled by then at this size.
+    """
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    share = max_points // len(samples)
+    xs, ys, ds = [], [], []
+    for d, s in enumerate(samples.values()):
+        idx = rng.choice(len(s.labels), size=min(share, len(s.labels)), replace=False)
+        xs.append(s.features[idx])
+        ys.append(s.labels[idx])
+        ds.append(np.full(idx.size, d))
+    x = np.concatenate(xs).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+    emb = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed, max_iter=max_iter).fit_transform(x)
+    return emb, np.concatenate(ys), np.concatenate(ds)
+
+
+def class_means(sample: PixelSample, num_classes: int, by: str = "labels") -> np.ndarray:
+    """(K, A) mean feature of the pixels of each class (by ground truth or by prediction); NaN rows if absent."""
+    cls = getattr(sample, by)
+    means = np.full((num_classes, sample.features.shape[1]), np.nan)
+    for c in np.unique(cls):
+        if c < num_classes:
+            means[c] = sample.features[cls == c].mean(0)
+    return means
+
+
+def cosine_similarity_matrix(a: Tensor | np.ndarray, b: Tensor | np.ndarray | None = None) -> np.ndarray:
+    """(K, K') cosine similarity between the rows of `a` (K, A) and of `b` (K', A) (default: `a` itself).
+
+    Rows that are zero (a class never seen) or NaN give NaN entries.
+    """
+    def unit(m):
+        m = np.asarray(m.detach().cpu() if isinstance(m, Tensor) else m, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    ua = unit(a)
+    ub = ua if b is None else unit(b)
+    return ua @ ub.T
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entropy (ADVENT)
+
+
+def entropy_maps(probs: Tensor) -> np.ndarray:
+    """(B, H, W) normalised entropy in [0, 1] of (B, K, H, W) probabilities (``udalib.losses.entropy``)."""
+    from .losses.entropy import entropy_map
+
+    return entropy_map(probs).cpu().numpy()
+
+
+def class_mean_entropy(ent: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K,) mean entropy of the pixels of each ground-truth class (NaN for an absent class)."""
+    labels = np.asarray(labels).reshape(-1)
+    ent = np.asarray(ent).reshape(-1)
+    valid = labels < num_classes
+    s = np.bincount(labels[valid], weights=ent[valid], minlength=num_classes)
+    n = np.bincount(labels[valid], minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s / n
+
+
+__all__ = [
+    "PixelSample",
+    "as_numpy_label",
+    "class_mean_entropy",
+    "class_means",
+    "class_pixel_frequencies",
+    "collect_pixels",
+    "cosine_similarity_matrix",
+    "entropy_maps",
+    "predict",
+    "top_row",
+    "tsne_embed",
+]

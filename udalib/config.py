@@ -1,0 +1,132 @@
+"""The configuration layer: what a run is made of, where it lives, and the device and cache it uses.
+
+Every other module reads these dataclasses; this module imports nothing from udalib. What the ``quick`` and
+``paper`` presets mean for each method is written in one table, ``udalib/presets.py``; a method's own
+hyperparameters (with the paper's values) are its config dataclass in ``udalib/methods/<paper>.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Label value of pixels that carry no class (void, unlabelled, below a pseudo-label threshold).
+IGNORE_INDEX = 255
+
+CHECKPOINT_NAME = "checkpoint_{step:07d}.pt"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the domains live and how images are sized. Sizes are (height, width)."""
+
+    source: str = "synthcity"  # synthcity | gta5 | synthia (source domain, labelled)
+    target: str = "synthcity"  # synthcity | cityscapes (target domain; val labels only for evaluation)
+    source_root: str | None = None
+    target_root: str | None = None
+    protocol: str = "cityscapes19"  # cityscapes19 | synthia16
+    # Which set carries the training labels: the source (every adaptation method), or target train (the oracle
+    # with ground truth, self-training with `pseudo_label_dir`). Set by the method's preset row.
+    labelled: str = "source"  # source | target
+    source_size: tuple[int, int] = (64, 128)
+    target_size: tuple[int, int] = (64, 128)
+    eval_size: tuple[int, int] = (64, 128)  # network input at test time; labels stay at full resolution
+    normalization: str = "imagenet_rgb"  # imagenet_rgb (torchvision weights) | caffe_bgr (seeds' init) | vgg_bgr255
+    synthcity_size: tuple[int, int] = (128, 256)  # generated resolution (quick) = full-resolution labels
+    synthcity_counts: tuple[int, int, int] = (2000, 500, 200)  # source, target train, target val
+    num_workers: int = 0
+    source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
+    source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
+    pseudo_label_dir: str | None = None  # target-train labels from pseudo-labels (self-training stage)
+    labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The segmenter, the optimiser and the schedule (spec §2.1, §3.3: SGD 0.9 / 5e-4, poly 0.9, heads ×10)."""
+
+    backbone: str = "small"  # small | resnet101 | vgg16
+    multi_level: bool = True
+    pretrained: str | None = None  # None | "imagenet" | path to a checkpoint
+    init_checkpoint: str | None = None  # a udalib checkpoint to start from, or "stage:<method>" (a cached stage)
+    bn_mode: str = "affine_frozen"
+    aspp_bug_compat: bool = False
+    lr: float = 2.5e-4
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    iters: int = 150_000  # iterations trained (the seeds' NUM_STEPS_STOP, an early stop)
+    poly_horizon: int = 250_000  # where the poly LR would reach zero (the seeds' NUM_STEPS), beyond `iters`
+    batch_source: int = 1  # labelled images per micro-batch
+    batch_target: int = 1  # unlabelled target images per micro-batch
+    accum: int = 1  # gradient accumulation (the seeds' ITER_SIZE)
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    channels_last: bool = True
+    eval_every: int = 5000
+    checkpoint_every: int = 5000
+    log_every: int = 50
+    seed: int = 1234
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str
+    method: str
+    data: DataConfig
+    train: TrainConfig
+    method_cfg: Any  # the method's frozen config dataclass (a plain dict when read back from a checkpoint)
+    out_dir: str = "runs/default"
+    resume: str | None = None  # a checkpoint file, or "auto" = the latest in out_dir
+    overwrite: bool = False  # allow starting a fresh run in an out_dir that already holds one
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["method_cfg"] = (dataclasses.asdict(self.method_cfg) if dataclasses.is_dataclass(self.method_cfg)
+                           else self.method_cfg)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The inverse of `to_dict` (the config a checkpoint stores); the method config stays a dict."""
+        return cls(**{**d, "data": _from_dict(DataConfig, d["data"]), "train": _from_dict(TrainConfig, d["train"])})
+
+    def describe(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, default=str)
+
+    def checkpoint_path(self, step: int) -> Path:
+        return Path(self.out_dir) / CHECKPOINT_NAME.format(step=step)
+
+    @property
+    def final_checkpoint(self) -> Path:
+        """The checkpoint the run ends with: every later stage, evaluation and record reads this one."""
+        return self.checkpoint_path(self.train.iters)
+
+
+def _from_dict(kind: type, values: dict) -> Any:
+    """A config dataclass from JSON values (lists back to tuples, where the field is a tuple)."""
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cache_root() -> Path:
+    """The shared cache (SynthCity sets, cached stages): $UDABOOK_CACHE or ~/.cache/udabook."""
+    return Path(os.environ.get("UDABOOK_CACHE", Path.home() / ".cache" / "udabook"))
+
+
+def cache_key(obj: Any) -> str:
+    """A short, stable hash of a JSON-able object: the name of a cached artefact made from it."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -1,0 +1,62 @@
+"""A run's segmenter: built from its config, or loaded from the checkpoint a run wrote (which stores its config).
+
+Training, evaluation, pseudo-labelling, the stage cache, the CLI and the chapters all build and load models here::
+
+    model = build_segmenter(cfg.train, num_classes=19)          # fresh, for training
+    model = load_trained(cfg, device)                            # the run's final checkpoint, eval mode
+    model, cfg = load_trained_with_config("run/checkpoint_0000500.pt", device)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import RunConfig, TrainConfig
+from . import build_model
+from .checkpoints import load_checkpoint_into, read_checkpoint
+
+
+def build_segmenter(train: TrainConfig, num_classes: int) -> nn.Module:
+    """The segmenter `train` describes (backbone, heads, BN mode, pretrained weights)."""
+    kw: dict[str, Any] = dict(pretrained=train.pretrained, aspp_bug_compat=train.aspp_bug_compat)
+    if train.backbone != "vgg16":  # DeepLab VGG-16 is single-level and has no BN (spec §2.2)
+        kw["multi_level"] = train.multi_level
+        kw["bn_mode"] = train.bn_mode
+    return build_model(train.backbone, num_classes, **kw)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, *, drop_heads: bool = False) -> None:
+    """Load the segmenter of a udalib checkpoint into `model` (refusing another class count or architecture).
+
+    `drop_heads` lets a multi-level checkpoint initialise a single-level model (its auxiliary head is dropped).
+    """
+    state = read_checkpoint(path)
+    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib",
+                         drop_heads=drop_heads)
+
+
+def load_trained_with_config(source: RunConfig | str | os.PathLike, device: torch.device | str = "cpu"
+                             ) -> tuple[nn.Module, RunConfig]:
+    """The model of a udalib checkpoint, built from the config stored in it, on `device` in eval mode, and that
+    config. `source` is a checkpoint file or a RunConfig (its final checkpoint)."""
+    path = source.final_checkpoint if isinstance(source, RunConfig) else source
+    state = read_checkpoint(path)
+    if "config" not in state or "model" not in state:
+        raise ValueError(f"{path} is not a checkpoint written by udalib's trainer (it has no stored config)")
+    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    # the trained weights replace every initial one, so none are read first
+    model = build_segmenter(dataclasses.replace(cfg.train, pretrained=None), int(state["num_classes"]))
+    load_checkpoint_into(model, state["model"], source="udalib", verbose=False)
+    return model.to(device).eval(), cfg
+
+
+def load_trained(source: RunConfig | str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
+    """:func:`load_trained_with_config` without the config."""
+    return load_trained_with_config(source, device)[0]
+
