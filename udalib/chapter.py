@@ -1,0 +1,134 @@
+"""What a chapter needs besides its lesson: the run set up from its parameters cell, cached stages, examples.
+
+Every notebook starts the same way, so the scaffolding lives here and the chapters show only the method::
+
+    ch = chapter.setup("advent", preset, dataset=dataset, data_root=data_root, ...)   # prints the summary
+    before = ch.load_stage("source_only")          # the shared, cached source-only model
+    result = ch.train()                            # this chapter's run (its stages first)
+    ex = ch.examples(4)                            # target-val images, labels, RGB, predictions
+    viz.plot_predictions(ex.rgb, ex.labels, {"before": ex.predict(before), "after": ex.predict(result.model)})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import stages
+from .analysis import PixelSample, collect_pixels, predict
+from .config import RunConfig, resolve_device
+from .data.domains import Domains, build_domains
+from .data.labels import Protocol, get_protocol
+from .data.transforms import denormalize
+from .evaluate import EvalResult, evaluate
+from .presets import resolve
+from .train import TrainResult
+
+
+def repository_root(start: Path | None = None) -> Path:
+    """The checkout holding ``udalib/`` above `start` (default: the working directory), else `start` itself:
+    a chapter's relative ``out_dir`` lands there wherever the notebook runs from."""
+    start = start or Path.cwd()
+    return next((p for p in (start, *start.parents) if (p / "udalib" / "__init__.py").is_file()), start)
+
+
+@dataclass
+class Examples:
+    """A few target-val examples: network inputs (n, 3, h, w), full-resolution labels, RGB images for display."""
+
+    images: Tensor
+    labels: list[np.ndarray]
+    rgb: list[np.ndarray]
+    device: torch.device
+
+    @property
+    def label_size(self) -> tuple[int, int]:
+        return tuple(self.labels[0].shape)
+
+    def probabilities(self, model: nn.Module) -> Tensor:
+        """Softmax (n, K, H, W) at the labels' resolution."""
+        return predict(model, self.images, self.label_size, self.device)
+
+    def predict(self, model: nn.Module) -> np.ndarray:
+        """Predicted train ids (n, H, W) at the labels' resolution."""
+        return self.probabilities(model).argmax(1).numpy()
+
+
+@dataclass
+class Chapter:
+    cfg: RunConfig
+    protocol: Protocol
+    device: torch.device
+    domains: Domains
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.protocol.classes
+
+    def load_stage(self, method: str) -> nn.Module:
+        """The cached final model of stage `method` for this chapter's preset, data and seed (trained once)."""
+        return stages.load_stage(self.cfg, method)
+
+    def has_stage(self, method: str) -> bool:
+        """Whether the cache already holds stage `method` (so loading it trains nothing)."""
+        return stages.stage_config(self.cfg, method).final_checkpoint.exists()
+
+    def train(self, cfg: RunConfig | None = None) -> TrainResult:
+        """Train this chapter's run (or `cfg`), its cached stages first; the model comes back in eval mode."""
+        result = stages.run(cfg or self.cfg, progress="lines")
+        result.model.eval()
+        return result
+
+    def evaluate(self, model: nn.Module) -> EvalResult:
+        """Per-class IoU and mIoU of `model` on target val, at full label resolution."""
+        return evaluate(model, self.domains.target_val_loader(), self.protocol, device=self.device)
+
+    def examples(self, n: int = 4) -> Examples:
+        items = [self.domains.target_val[i] for i in range(min(n, len(self.domains.target_val)))]
+        images = torch.stack([it[0] for it in items])
+        rgb = [denormalize(im, self.cfg.data.normalization) for im in images]
+        return Examples(images, [it[1].numpy() for it in items], rgb, self.device)
+
+    def pixels(self, model: nn.Module, n_images: int = 8) -> dict[str, PixelSample]:
+        """Labelled pixels of `model`'s features on source and target val images, for t-SNE and class means."""
+        seed = self.cfg.train.seed
+        return {"source": collect_pixels(model, self.domains.labelled_eval_loader(), n_images, self.device,
+                                         seed=seed),
+                "target": collect_pixels(model, self.domains.target_val_loader(), n_images, self.device, seed=seed)}
+
+
+def setup(method: str, preset: str = "quick", *, out_dir: str | None = None, resume: str | None = None,
+          quiet: bool = False, **params) -> Chapter:
+    """Resolve a chapter's run from its parameters cell (``None`` = the preset's value), print what was chosen,
+    and build its data (SynthCity is generated into the cache the first time).
+
+    A relative `out_dir` is taken from the repository root. Without `resume` the chapter's run starts afresh
+    (re-running a chapter replaces its own run folder's checkpoints); ``resume="auto"`` continues it.
+    """
+    if out_dir is not None and not Path(out_dir).is_absolute():
+        out_dir = str(repository_root() / out_dir)
+    cfg = resolve(method, preset, out_dir=out_dir, resume=resume, **params)
+    cfg = dataclasses.replace(cfg, overwrite=resume is None)
+    ch = Chapter(cfg, get_protocol(cfg.data.protocol), resolve_device(cfg.train.device), build_domains(cfg))
+    if not quiet:
+        print(summary(ch))
+    return ch
+
+
+def summary(ch: Chapter) -> str:
+    """What the run is: method, model, schedule, data, and the size of each set."""
+    cfg, t, d, dom = ch.cfg, ch.cfg.train, ch.cfg.data, ch.domains
+    return "\n".join([
+        f"{cfg.method} | preset {cfg.preset} | backbone {t.backbone} | multi-level {t.multi_level} | {ch.device}",
+        f"iterations {t.iters} (poly horizon {t.poly_horizon}) | batch {t.batch_source} labelled + "
+        f"{t.batch_target} target | lr {t.lr}",
+        f"{d.source} {d.source_size} -> {d.target} {d.target_size} | test input {d.eval_size} | {d.protocol}",
+        f"{len(dom.labelled)} labelled ({d.labelled}) images, {len(dom.target_train)} unlabelled target images, "
+        f"{len(dom.target_val)} target val images | run folder {cfg.out_dir}",
+        f"{cfg.method_cfg}",
+    ])
