@@ -7,7 +7,8 @@ should not grow with the number of images. This script measures it: it renders a
 process and records that process's peak resident memory:
 
     python benchmarks/pseudo_label_memory.py --data /tmp/synthcity-full --images 100 500 \\
-        --checkpoint ~/.cache/udabook/stages/source_only-*/checkpoint_0000500.pt --out benchmarks/pseudo_label_memory.json
+        --checkpoint ~/.cache/udabook/stages/source_only-*/checkpoint_0000500.pt \
+        --out benchmarks/pseudo_label_memory.json
 
 The network is the quick preset's small model (the memory in question is the label-size probability maps, not
 the network); without ``--checkpoint`` it is randomly initialised, which changes the thresholds, not the memory.
@@ -31,9 +32,9 @@ from torch.utils.data import DataLoader, Subset
 from udalib.data.domains import build_domains, target_label_size
 from udalib.data.labels import get_protocol
 from udalib.data.synthcity import SynthCitySpec, generate
+from udalib.models.trained import build_segmenter, load_weights
 from udalib.presets import resolve
 from udalib.pseudo_labels import generate_pseudo_labels
-from udalib.models.trained import build_segmenter, load_weights
 
 
 def measure(data: Path, n: int, checkpoint: str | None, batch: int) -> dict:
@@ -52,11 +53,17 @@ def measure(data: Path, n: int, checkpoint: str | None, batch: int) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         stats = generate_pseudo_labels(model, loader, out, num_classes=protocol.num_classes, label_size=label_size)
-    return {"images": n, "label_size": list(label_size), "batch": batch, "wall_s": round(time.perf_counter() - t0, 1),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
-            "rss_before_mib": rss_before / 1024, "kept_fraction": round(float(stats["kept_fraction_all"]), 4),
-            # what holding one float32 confidence per pixel for the whole set takes (the official script's way)
-            "all_confidences_mib": n * label_size[0] * label_size[1] * 4 / 2**20}
+    return {
+        "images": n,
+        "label_size": list(label_size),
+        "batch": batch,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "rss_before_mib": rss_before / 1024,
+        "kept_fraction": round(float(stats["kept_fraction_all"]), 4),
+        # what holding one float32 confidence per pixel for the whole set takes (the official script's way)
+        "all_confidences_mib": n * label_size[0] * label_size[1] * 4 / 2**20,
+    }
 
 
 def main() -> None:
@@ -87,9 +94,16 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(runs[-1], flush=True)
-    report = {"benchmark": "pseudo_label_memory", "device": "cpu", "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "render_s": round(render_s, 1),
-              "checkpoint": args.checkpoint, "runs": runs}
+    report = {
+        "benchmark": "pseudo_label_memory",
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "render_s": round(render_s, 1),
+        "checkpoint": args.checkpoint,
+        "runs": runs,
+    }
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

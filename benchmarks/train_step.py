@@ -13,19 +13,18 @@ then meaningless and are labelled with the device).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
 from pathlib import Path
 
-import dataclasses
-
 import numpy as np
 import torch
 
-from udalib.data.synthcity import SynthCitySpec, render_item
 from udalib import methods
 from udalib.data.streams import Batch
+from udalib.data.synthcity import SynthCitySpec, render_item
 from udalib.models.trained import build_segmenter
 from udalib.presets import resolve
 
@@ -54,8 +53,9 @@ def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: 
     model = build_segmenter(dataclasses.replace(cfg.train, pretrained=None), 19).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    m = methods.build_method(method, cfg.method_cfg, 19, feature_dim=model.feature_channels,
-                             total_iters=cfg.train.iters).to(device)
+    m = methods.build_method(
+        method, cfg.method_cfg, 19, feature_dim=model.feature_channels, total_iters=cfg.train.iters
+    ).to(device)
     groups = [{"params": g["params"], "lr": 2.5e-4 * g["lr_mult"]} for g in model.parameter_groups()]
     opt = torch.optim.SGD(groups, lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
     src_size = (round(720 * scale), round(1280 * scale))
@@ -83,8 +83,16 @@ def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: 
         step()
     sync()
     dt = (time.perf_counter() - t0) / iters
-    rec = {"method": method, "mode": mode, "it_per_s": round(1 / dt, 3), "s_per_it": round(dt, 4),
-           "source_size": list(src_size), "target_size": list(tgt_size), "batch": "1+1", "iters": iters}
+    rec = {
+        "method": method,
+        "mode": mode,
+        "it_per_s": round(1 / dt, 3),
+        "s_per_it": round(dt, 4),
+        "source_size": list(src_size),
+        "target_size": list(tgt_size),
+        "batch": "1+1",
+        "iters": iters,
+    }
     if device.type == "cuda":
         rec["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return rec
@@ -102,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this benchmark measures the GPU (use --device cpu --scale 0.125 to smoke-test)")
+        raise SystemExit(
+            "no CUDA device: this benchmark measures the GPU (use --device cpu --scale 0.125 to smoke-test)"
+        )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     out = Path(args.out)
@@ -114,8 +124,12 @@ def main(argv: list[str] | None = None) -> None:
             rec = bench(method, mode, device=device, scale=args.scale, iters=args.iters, warmup=args.warmup)
             print(json.dumps(rec), flush=True)
             records.append(rec)
-    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "scale": args.scale, "records": records}
+    meta = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "scale": args.scale,
+        "records": records,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(meta, indent=1))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory):
     """A private $UDABOOK_CACHE for the session (SynthCity sets and cached stages land here)."""

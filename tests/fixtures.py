@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 
-
 def save_rgb(path: Path, height: int, width: int, seed: int = 0) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -59,15 +58,17 @@ def write_png16(path: Path, array: np.ndarray) -> None:
     up = np.pad(rows, ((1, 0), (0, 0)))[:-1]  # byte above (0 on the first row)
     up_left = np.pad(up, ((0, 0), (bpp, 0)))[:, :-bpp]
     predictors = [0 * rows, left, up, (left + up) // 2, _paeth(left, up, up_left)]
-    raw = b"".join(bytes([r % 5]) + ((rows[r] - predictors[r % 5][r]) % 256).astype(np.uint8).tobytes()
-                   for r in range(h))
+    raw = b"".join(
+        bytes([r % 5]) + ((rows[r] - predictors[r % 5][r]) % 256).astype(np.uint8).tobytes() for r in range(h)
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 def write_gta5(root: Path, labels: list[np.ndarray], image_sizes: list[tuple[int, int]] | None = None) -> Path:
@@ -104,8 +105,9 @@ def write_synthia(root: Path, labels: list[np.ndarray]) -> Path:
     return root
 
 
-def write_crosscity(root: Path, city: str, n_train: int, test_labels: list[np.ndarray],
-                    label_suffix: str = "_eval") -> Path:
+def write_crosscity(
+    root: Path, city: str, n_train: int, test_labels: list[np.ndarray], label_suffix: str = "_eval"
+) -> Path:
     """<City>/Images/Train/*, <City>/Images/Test/* and <City>/Labels/Test/<stem><label_suffix>.png."""
     for i in range(n_train):
         save_rgb(root / city / "Images" / "Train" / f"pano_{i:05d}.png", 6, 8, seed=i)

@@ -47,15 +47,17 @@ def test_class_frequencies_and_top_row():
 
 
 def test_class_means_and_their_cosine_similarity():
-    sample = analysis.PixelSample(features=np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]]),
-                                  labels=np.array([0, 0, 1]), preds=np.array([0, 1, 1]))
+    sample = analysis.PixelSample(
+        features=np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]]), labels=np.array([0, 0, 1]), preds=np.array([0, 1, 1])
+    )
     by_label = analysis.class_means(sample, 3)
     assert by_label[:2] == pytest.approx(np.array([[2.0, 0.0], [0.0, 2.0]])) and np.isnan(by_label[2]).all()
     assert analysis.class_means(sample, 3, by="preds")[1] == pytest.approx([1.5, 1.0])
     sim = analysis.cosine_similarity_matrix(torch.tensor(by_label))
     assert sim[:2, :2] == pytest.approx(np.eye(2)) and np.isnan(sim[2]).all() and np.isnan(sim[:, 2]).all()
     assert analysis.cosine_similarity_matrix(by_label[:2], np.array([[1.0, 1.0]]))[:, 0] == pytest.approx(
-        [2 ** -0.5, 2 ** -0.5])
+        [2**-0.5, 2**-0.5]
+    )
 
 
 def test_entropy_maps_and_their_class_means():
@@ -90,8 +92,10 @@ def test_predict_and_collect_pixels_leave_the_model_in_train_mode():
 
 def test_viz_draws_a_tsne_of_pixel_samples():
     rng = np.random.default_rng(0)
-    samples = {d: analysis.PixelSample(rng.normal(size=(40, 8)), rng.integers(0, 19, 40), rng.integers(0, 19, 40))
-               for d in ("source", "target")}
+    samples = {
+        d: analysis.PixelSample(rng.normal(size=(40, 8)), rng.integers(0, 19, 40), rng.integers(0, 19, 40))
+        for d in ("source", "target")
+    }
     emb, labels, dom = analysis.tsne_embed(samples, max_points=60, max_iter=250)
     assert emb.shape == (60, 2) and labels.shape == dom.shape == (60,) and set(dom) == {0, 1}
     fig = viz.plot_tsne(samples, max_points=60)

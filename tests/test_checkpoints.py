@@ -59,9 +59,7 @@ def test_seeds_init_file_loads_backbone_and_skips_voc_head(tmp_path, capsys):
 
     assert report.source == "seed"
     assert len(report.loaded) == SHALLOW_BACKBONE_TENSORS
-    assert sorted(report.skipped) == sorted(
-        f"layer5.conv2d_list.{i}.{p}" for i in range(4) for p in ("weight", "bias")
-    )
+    assert sorted(report.skipped) == sorted(f"layer5.conv2d_list.{i}.{p}" for i in range(4) for p in ("weight", "bias"))
     assert "21-class head on 2048 channels" in next(iter(report.skipped.values()))
     assert len(report.missing) == 16  # both heads stay random, as in the seeds
     assert torch.equal(model.conv1.weight, source.conv1.weight)
@@ -140,8 +138,7 @@ def test_torchvision_vgg16_is_reindexed_around_pool4():
     # Real values for the convs; the 4096-wide classifier is only allocated, never read.
     torch.manual_seed(0)
     tv_state = {
-        k: torch.randn(v.shape) if k.startswith("features.") else torch.empty(v.shape)
-        for k, v in tv_keys.items()
+        k: torch.randn(v.shape) if k.startswith("features.") else torch.empty(v.shape) for k, v in tv_keys.items()
     }
     model = DeepLabVGG16(K)
     fc7_before = model.features[31].weight.clone()

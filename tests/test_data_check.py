@@ -1,8 +1,8 @@
 """`udalib data check`: every defect of a broken fixture appears in `problems`, in plain words."""
 
 import numpy as np
-
 from fixtures import save_gray, save_rgb, write_cityscapes, write_crosscity, write_folder, write_gta5, write_synthia
+
 from udalib.data import check_dataset, format_report
 
 RAW = np.array([[7, 7, 8, 8], [26, 26, 23, 0]], dtype=np.uint8)  # road 2, sidewalk 2, car 2, sky 1, void 1
@@ -39,8 +39,10 @@ def test_synthia_8bit_label_is_reported(tmp_path):
     save_rgb(tmp_path / "GT" / "LABELS" / "0000001.png", 2, 2)
     report = check_dataset(tmp_path, "synthia")
     assert report.synthia_8bit == ["0000001.png"] and report.pairs == 1
-    assert any("SYNTHIA labels are 8-bit: they must be the 16-bit GT/LABELS PNGs, class id in channel 0" in p
-               for p in report.problems)
+    assert any(
+        "SYNTHIA labels are 8-bit: they must be the 16-bit GT/LABELS PNGs, class id in channel 0" in p
+        for p in report.problems
+    )
     assert report.class_pixels[:3] == [1, 1, 1] and report.class_pixels[9] == 1  # road, sidewalk, building, sky
 
 

@@ -10,16 +10,86 @@ from udalib.data.labels import CITYSCAPES19, CROSSCITY13, SYNTHIA13, SYNTHIA16, 
 from udalib.data.synthia import synthia_label_map
 
 # spec adaptsegnet_advent_globallocal.md §7.2
-SPEC_19 = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
-           27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+SPEC_19 = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
+}
 # §7.3: SYNTHIA → 16 classes, and the Cityscapes side of the 16-class protocol
-SPEC_SYNTHIA_16 = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 1: 9, 10: 10, 17: 11, 8: 12, 19: 13,
-                   12: 14, 11: 15}
-SPEC_CITYSCAPES_16 = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 23: 9, 24: 10, 25: 11, 26: 12,
-                      28: 13, 32: 14, 33: 15}
+SPEC_SYNTHIA_16 = {
+    3: 0,
+    4: 1,
+    2: 2,
+    21: 3,
+    5: 4,
+    7: 5,
+    15: 6,
+    9: 7,
+    6: 8,
+    1: 9,
+    10: 10,
+    17: 11,
+    8: 12,
+    19: 13,
+    12: 14,
+    11: 15,
+}
+SPEC_CITYSCAPES_16 = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    23: 9,
+    24: 10,
+    25: 11,
+    26: 12,
+    28: 13,
+    32: 14,
+    33: 15,
+}
 # §7.3: the 19-class SYNTHIA table (16 → terrain, 18 → truck, 20 → train)
-SPEC_SYNTHIA_19 = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10, 10: 11, 17: 12, 8: 13,
-                   18: 14, 19: 15, 20: 16, 12: 17, 11: 18}
+SPEC_SYNTHIA_19 = {
+    3: 0,
+    4: 1,
+    2: 2,
+    21: 3,
+    5: 4,
+    7: 5,
+    15: 6,
+    9: 7,
+    6: 8,
+    16: 9,
+    1: 10,
+    10: 11,
+    17: 12,
+    8: 13,
+    18: 14,
+    19: 15,
+    20: 16,
+    12: 17,
+    11: 18,
+}
 
 
 def _expected(table: dict[int, int], size: int) -> np.ndarray:
@@ -28,7 +98,7 @@ def _expected(table: dict[int, int], size: int) -> np.ndarray:
     return lut
 
 
-@pytest.mark.parametrize("label", cs.labels, ids=lambda l: f"{l.id}-{l.name}")
+@pytest.mark.parametrize("label", cs.labels, ids=lambda lab: f"{lab.id}-{lab.name}")
 def test_every_official_cityscapes_id_maps_as_cityscapesscripts(label):
     train = label.trainId if 0 <= label.trainId < 19 else 255
     assert CITYSCAPES19.cityscapes_lut[label.id % 256] == train  # -1 (license plate) is stored as 255
@@ -57,8 +127,11 @@ def test_synthia_16_and_cityscapes_side():
 def test_synthia_13_is_the_16_without_wall_fence_pole():
     assert SYNTHIA13.num_classes == 13
     assert SYNTHIA16.subset_indices(SYNTHIA13.classes) == [0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-    table13 = {raw: SYNTHIA13.classes.index(SYNTHIA16.classes[t]) for raw, t in SPEC_SYNTHIA_16.items()
-               if SYNTHIA16.classes[t] in SYNTHIA13.classes}
+    table13 = {
+        raw: SYNTHIA13.classes.index(SYNTHIA16.classes[t])
+        for raw, t in SPEC_SYNTHIA_16.items()
+        if SYNTHIA16.classes[t] in SYNTHIA13.classes
+    }
     assert len(table13) == 13
     np.testing.assert_array_equal(SYNTHIA13.synthia_lut, _expected(table13, 65536))
 

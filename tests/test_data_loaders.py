@@ -5,16 +5,35 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from fixtures import (
+    cityscapes_stem,
+    save_gray,
+    save_rgb,
+    write_cityscapes,
+    write_crosscity,
+    write_folder,
+    write_gta5,
+    write_png16,
+    write_synthia,
+)
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from fixtures import (
-    cityscapes_stem, save_gray, save_rgb, write_cityscapes, write_crosscity, write_folder, write_gta5, write_png16,
-    write_synthia,
-)
 from udalib.data import (
-    CITYSCAPES19, GTA5, SYNTHIA, SYNTHIA16, Cityscapes, CorruptFileError, CrossCity, DatasetNotFoundError,
-    FolderPair, LabelFormatError, MissingLabelError, SizeMismatchWarning, UnknownLabelIdWarning, build_dataset,
+    CITYSCAPES19,
+    GTA5,
+    SYNTHIA,
+    SYNTHIA16,
+    Cityscapes,
+    CorruptFileError,
+    CrossCity,
+    DatasetNotFoundError,
+    FolderPair,
+    LabelFormatError,
+    MissingLabelError,
+    SizeMismatchWarning,
+    UnknownLabelIdWarning,
+    build_dataset,
 )
 from udalib.data.synthia import read_synthia_label
 
@@ -117,7 +136,8 @@ def test_cityscapes_two_cities_sorted_names_and_values(tmp_path):
     assert [s.name for s in train.samples] == [
         f"aachen/{cityscapes_stem('aachen', 0)}_leftImg8bit.png",
         f"aachen/{cityscapes_stem('aachen', 1)}_leftImg8bit.png",
-        f"zurich/{cityscapes_stem('zurich', 0)}_leftImg8bit.png"]
+        f"zurich/{cityscapes_stem('zurich', 0)}_leftImg8bit.png",
+    ]
     _, label, meta = train[1]
     np.testing.assert_array_equal(label.numpy(), TRAIN[:, ::-1])
     assert meta["name"] == "aachen/aachen_000000_000001_leftImg8bit.png"
@@ -129,8 +149,9 @@ def test_cityscapes_two_cities_sorted_names_and_values(tmp_path):
 def test_cityscapes_16_class_protocol(tmp_path):
     raw = np.array([[22, 23, 27, 28], [31, 32, 33, 7]], dtype=np.uint8)
     write_cityscapes(tmp_path, "val", {"munster": [raw]})
-    np.testing.assert_array_equal(Cityscapes(tmp_path, "val", protocol=SYNTHIA16)[0][1].numpy(),
-                                  [[255, 9, 255, 13], [255, 14, 15, 0]])
+    np.testing.assert_array_equal(
+        Cityscapes(tmp_path, "val", protocol=SYNTHIA16)[0][1].numpy(), [[255, 9, 255, 13], [255, 14, 15, 0]]
+    )
 
 
 def test_cityscapes_list_file(tmp_path):
@@ -155,8 +176,10 @@ def test_cityscapes_pseudo_label_dir(tmp_path):
 
 def test_pseudo_label_ids_beyond_the_classes_are_unknown(tmp_path):
     write_cityscapes(tmp_path, "train", {"aachen": [RAW]})
-    save_gray(tmp_path / "p" / "aachen" / f"{cityscapes_stem('aachen', 0)}_pseudo_trainIds.png",
-              np.full((3, 4), 19, dtype=np.uint8))
+    save_gray(
+        tmp_path / "p" / "aachen" / f"{cityscapes_stem('aachen', 0)}_pseudo_trainIds.png",
+        np.full((3, 4), 19, dtype=np.uint8),
+    )
     ds = Cityscapes(tmp_path, "train", pseudo_label_dir=tmp_path / "p")
     with pytest.warns(UnknownLabelIdWarning):
         assert (ds[0][1] == 255).all()
@@ -175,8 +198,10 @@ def test_cityscapes_train_without_gtfine_is_unlabelled_but_val_is_required(tmp_p
 
 
 def test_cityscapes_errors(tmp_path):
-    with pytest.raises(DatasetNotFoundError,
-                       match=rf"under {tmp_path}.*expected {tmp_path}/leftImg8bit/train/<city>/\*_leftImg8bit\.png"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=rf"under {tmp_path}.*expected {tmp_path}/leftImg8bit/train/<city>/\*_leftImg8bit\.png",
+    ):
         Cityscapes(tmp_path, "train")
     with pytest.raises(ValueError, match="split"):
         Cityscapes(tmp_path, "test")
@@ -202,10 +227,13 @@ def test_synthia_reads_channel_0_of_a_16bit_png(tmp_path):
     write_synthia(tmp_path, [label, label])
     ds = SYNTHIA(tmp_path)
     assert [s.name for s in ds.samples] == ["0000000.png", "0000001.png"]
-    np.testing.assert_array_equal(ds[0][1].numpy(), [[0, 1, 2, 3], [9, 10, 12, 255], [255, 255, 255, 15],
-                                                     [4, 5, 6, 7], [8, 11, 13, 14]])
-    np.testing.assert_array_equal(SYNTHIA(tmp_path, protocol=CITYSCAPES19)[0][1].numpy(),
-                                  [[0, 1, 2, 3], [10, 11, 13, 255], [9, 14, 16, 18], [4, 5, 6, 7], [8, 12, 15, 17]])
+    np.testing.assert_array_equal(
+        ds[0][1].numpy(), [[0, 1, 2, 3], [9, 10, 12, 255], [255, 255, 255, 15], [4, 5, 6, 7], [8, 11, 13, 14]]
+    )
+    np.testing.assert_array_equal(
+        SYNTHIA(tmp_path, protocol=CITYSCAPES19)[0][1].numpy(),
+        [[0, 1, 2, 3], [10, 11, 13, 255], [9, 14, 16, 18], [4, 5, 6, 7], [8, 12, 15, 17]],
+    )
     assert not ds.unknown_id_counts
 
 

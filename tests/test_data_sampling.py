@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from fixtures import write_gta5
+
 from udalib.data import GTA5, ClassBalancedSampler, class_presence
 
 

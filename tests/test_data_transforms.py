@@ -6,8 +6,20 @@ import torch
 from PIL import Image
 
 from udalib.data.transforms import (
-    NORMALIZATIONS, ColorJitter, Compose, GaussianBlur, HorizontalFlip, Normalize, RandomCrop, RandomGrayscale,
-    RandomScale, Resize, ToTensor, denormalize, eval_transform, train_transform,
+    NORMALIZATIONS,
+    ColorJitter,
+    Compose,
+    GaussianBlur,
+    HorizontalFlip,
+    Normalize,
+    RandomCrop,
+    RandomGrayscale,
+    RandomScale,
+    Resize,
+    ToTensor,
+    denormalize,
+    eval_transform,
+    train_transform,
 )
 
 
@@ -76,11 +88,14 @@ def test_colour_transforms_leave_the_label_alone_and_are_seeded():
 
 
 # a known pixel R=10, G=20, B=30 in each input convention (spec datasets_and_evaluation.md)
-@pytest.mark.parametrize("mode, expected", [
-    ("caffe_bgr", [30 - 104.00698793, 20 - 116.66876762, 10 - 122.67891434]),
-    ("imagenet_rgb", [(10 / 255 - 0.485) / 0.229, (20 / 255 - 0.456) / 0.224, (30 / 255 - 0.406) / 0.225]),
-    ("vgg_bgr255", [30 - 103.939, 20 - 116.779, 10 - 123.68]),
-])
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        ("caffe_bgr", [30 - 104.00698793, 20 - 116.66876762, 10 - 122.67891434]),
+        ("imagenet_rgb", [(10 / 255 - 0.485) / 0.229, (20 / 255 - 0.456) / 0.224, (30 / 255 - 0.406) / 0.225]),
+        ("vgg_bgr255", [30 - 103.939, 20 - 116.779, 10 - 123.68]),
+    ],
+)
 def test_normalisation_of_a_known_pixel(mode, expected):
     image = Image.fromarray(np.array([[[10, 20, 30]]], dtype=np.uint8))
     x, y = Compose([ToTensor(), Normalize(mode)])(image, np.zeros((1, 1), np.uint8))
@@ -110,8 +125,9 @@ def test_train_transform_presets():
     image, label = _pair(16, 32)
     x, y = train_transform(size=(8, 16), normalization="imagenet_rgb")(image, label)
     assert x.shape == (3, 8, 16) and y.shape == (8, 16)
-    ssl = train_transform(size=None, normalization="imagenet_rgb", scale=(0.5, 1.5), crop=(12, 20), flip=True,
-                          color_aug=True)
+    ssl = train_transform(
+        size=None, normalization="imagenet_rgb", scale=(0.5, 1.5), crop=(12, 20), flip=True, color_aug=True
+    )
     torch.manual_seed(1)
     x1, y1 = ssl(image, label)
     torch.manual_seed(1)
@@ -120,8 +136,16 @@ def test_train_transform_presets():
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert set(y1.unique().tolist()) <= {0, 5, 18, 255}
     names = [type(t).__name__ for t in ssl.transforms]
-    assert names == ["RandomScale", "RandomCrop", "HorizontalFlip", "ColorJitter", "RandomGrayscale",
-                     "GaussianBlur", "ToTensor", "Normalize"]
+    assert names == [
+        "RandomScale",
+        "RandomCrop",
+        "HorizontalFlip",
+        "ColorJitter",
+        "RandomGrayscale",
+        "GaussianBlur",
+        "ToTensor",
+        "Normalize",
+    ]
     with pytest.raises(ValueError, match="label_size"):
         train_transform(size=(8, 16), normalization="caffe_bgr", crop=(4, 4), label_size=(2, 2))
     with pytest.raises(ValueError, match="height, width"):

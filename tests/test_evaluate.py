@@ -62,7 +62,8 @@ def test_matches_cityscapesscripts_pixel_level_evaluation(tmp_path):
         gt = rng.integers(0, 34, (64, 128))  # every official id, void ones included
         mostly_classes = rng.random(gt.shape) < 0.6
         gt[mostly_classes] = label_ids[rng.integers(0, 19, mostly_classes.sum())]
-        pred_train = np.where(rng.random(gt.shape) < 0.6, CITYSCAPES19.cityscapes_lut[gt], rng.integers(0, 19, gt.shape))
+        noise = rng.integers(0, 19, gt.shape)
+        pred_train = np.where(rng.random(gt.shape) < 0.6, CITYSCAPES19.cityscapes_lut[gt], noise)
         pred_train[pred_train == 255] = 0
         _write(tmp_path / "gt" / f"{stem}_gtFine_labelIds.png", gt)
         _write(tmp_path / "pred" / f"{stem}_leftImg8bit.png", pred_train)

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from udalib import methods
+from udalib.data.streams import Batch
 from udalib.losses.contrastive import ClassStatistics, contrastive_bound, downsample_labels, flatten_pixels
 from udalib.losses.lovasz import lovasz_softmax_logits
 from udalib.losses.segmentation import seg_ce
-from udalib import methods
-from udalib.data.streams import Batch
 from udalib.methods.sdca import SDCA, SDCAConfig, SDCASource, SDCASourceConfig
 from udalib.methods.supervised import Supervised
 from udalib.models import SegOutput, SmallDeepLab, build_model
@@ -145,8 +145,7 @@ def test_training_step_losses_gradients_and_estimator_updates():
         assert abs(logs[k].item() - math.log(K)) < 0.05
     # one backward, of the documented weighted sum
     assert len(captured) == 1
-    total = (logs["ce"] + 0.75 * logs["lovasz"] + logs["feat_src"] + logs["feat_tgt"] + logs["out_src"]
-             + logs["out_tgt"])
+    total = logs["ce"] + 0.75 * logs["lovasz"] + logs["feat_src"] + logs["feat_tgt"] + logs["out_src"] + logs["out_tgt"]
     torch.testing.assert_close(captured[0].detach(), total)
     torch.testing.assert_close(logs["loss"], total)
 

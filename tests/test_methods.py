@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from udalib import methods
 from udalib.data.domains import build_domains
@@ -18,8 +19,6 @@ from udalib.models import build_model
 from udalib.models.trained import build_segmenter
 from udalib.presets import resolve
 
-from tiny_runs import tiny_config
-
 
 def _batches(cfg):
     dom = build_domains(cfg)
@@ -28,15 +27,15 @@ def _batches(cfg):
 
 
 def _method(cfg, model):
-    return methods.build_method(cfg.method, cfg.method_cfg, 19, feature_dim=model.feature_channels,
-                                total_iters=cfg.train.iters)
+    return methods.build_method(
+        cfg.method, cfg.method_cfg, 19, feature_dim=model.feature_channels, total_iters=cfg.train.iters
+    )
 
 
 @pytest.mark.parametrize("name", sorted(methods.REGISTRY))
 def test_one_step_of_every_method(name, tiny_cache, tmp_path):
     cfg = tiny_config(name, tmp_path, init_checkpoint=None)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=None,
-                                                            source_sampling="uniform"))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=None, source_sampling="uniform"))
     torch.manual_seed(0)
     model = build_segmenter(cfg.train, 19)
     method = _method(cfg, model)
@@ -113,8 +112,9 @@ def test_quick_weights_follow_the_one_scaling_rule():
         assert quick.lambda_adv_aux == pytest.approx(10 * paper.lambda_adv_aux), name
         assert quick.lr_d == pytest.approx(2 * paper.lr_d), name
     quick, paper = resolve("minent", "quick").method_cfg, _paper("minent").method_cfg
-    assert (quick.lambda_ent_main, quick.lambda_ent_aux) == pytest.approx((100 * paper.lambda_ent_main,
-                                                                           100 * paper.lambda_ent_aux))
+    assert (quick.lambda_ent_main, quick.lambda_ent_aux) == pytest.approx(
+        (100 * paper.lambda_ent_main, 100 * paper.lambda_ent_aux)
+    )
 
 
 def test_local_branch_pixel_sample_keeps_positions_aligned():

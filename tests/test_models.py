@@ -144,8 +144,14 @@ def test_resnet101_follows_the_seeds_layout(meta_resnet101):
     assert [c.padding[0] for c in m.layer6.conv2d_list] == [6, 12, 18, 24]
     assert m.layer5.conv2d_list[0].in_channels == 1024
     keys = m.state_dict().keys()
-    for key in ("conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight",
-                "layer3.22.bn3.bias", "layer5.conv2d_list.3.bias", "layer6.conv2d_list.0.weight"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.downsample.0.weight",
+        "layer3.22.bn3.bias",
+        "layer5.conv2d_list.3.bias",
+        "layer6.conv2d_list.0.weight",
+    ):
         assert key in keys
 
 

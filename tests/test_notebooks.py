@@ -102,8 +102,18 @@ def test_chapters_share_the_run_parameters(name):
     import papermill
 
     params = papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))
-    for key in ("preset", "dataset", "data_root", "target_root", "iters", "backbone", "device", "seed", "out_dir",
-                "resume"):
+    for key in (
+        "preset",
+        "dataset",
+        "data_root",
+        "target_root",
+        "iters",
+        "backbone",
+        "device",
+        "seed",
+        "out_dir",
+        "resume",
+    ):
         assert key in params, f"{name}: parameter {key!r} missing"
     assert params["preset"]["default"] == '"quick"'
     assert params["iters"]["default"] == "None"
@@ -125,8 +135,9 @@ def test_papermill_injects_parameters(name, tmp_path):
     import papermill
 
     out = tmp_path / f"{name}.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters={"iters": 40000},
-                               prepare_only=True, progress_bar=False)
+    papermill.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters={"iters": 40000}, prepare_only=True, progress_bar=False
+    )
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "iters = 40000" in injected[0].source
@@ -137,14 +148,36 @@ def test_papermill_injects_parameters(name, tmp_path):
 def test_papermill_cli_as_the_readme_types_it(tmp_path):
     """`papermill notebooks/sdca.ipynb OUT -p iters 40000` (no -k: the kernel comes from the metadata)."""
     out = tmp_path / "out.ipynb"
-    proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/sdca.ipynb", str(out), "-p", "iters", "40000",
-                           "-p", "preset", "paper", "-p", "data_root", "/data/GTA5", "-p", "target_root",
-                           "/data/cityscapes", "--prepare-only"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "notebooks/sdca.ipynb",
+            str(out),
+            "-p",
+            "iters",
+            "40000",
+            "-p",
+            "preset",
+            "paper",
+            "-p",
+            "data_root",
+            "/data/GTA5",
+            "-p",
+            "target_root",
+            "/data/cityscapes",
+            "--prepare-only",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     nb = nbformat.read(out, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-    for line in ('iters = 40000', 'preset = "paper"', 'data_root = "/data/GTA5"', 'target_root = "/data/cityscapes"'):
+    for line in ("iters = 40000", 'preset = "paper"', 'data_root = "/data/GTA5"', 'target_root = "/data/cityscapes"'):
         assert line in injected.source
 
 

@@ -18,8 +18,12 @@ def tiny_measured(tiny_cache, tmp_path, monkeypatch):
     def tiny_measured_config(name, preset, seed, **kw):
         entry = CATALOGUE[name]
         base = entry.of if entry.kind == "ablation" else name
-        return tiny_config(base, tmp_path / f"seed{seed}" / ("" if base == name else name), seed=seed,
-                           **entry.overrides.get("train", {}))
+        return tiny_config(
+            base,
+            tmp_path / f"seed{seed}" / ("" if base == name else name),
+            seed=seed,
+            **entry.overrides.get("train", {}),
+        )
 
     monkeypatch.setattr(rep, "measured_config", tiny_measured_config)
     return tmp_path
@@ -67,8 +71,14 @@ def test_a_finished_staged_run_is_reused(tiny_measured, monkeypatch):
 
 
 def test_an_ablation_is_recorded_under_its_own_name(tiny_measured, tmp_path, monkeypatch):
-    entry = ResultEntry("source_only_frozen_bn", "ablation", "source_only", "test", of="source_only",
-                        overrides={"train": {"bn_mode": "frozen"}})
+    entry = ResultEntry(
+        "source_only_frozen_bn",
+        "ablation",
+        "source_only",
+        "test",
+        of="source_only",
+        overrides={"train": {"bn_mode": "frozen"}},
+    )
     monkeypatch.setitem(CATALOGUE, entry.name, entry)
     (rec,) = rep.reproduce("quick", ["source_only_frozen_bn"], [0], results_root=str(tmp_path / "results"))
     assert rec["method"] == "source_only_frozen_bn"

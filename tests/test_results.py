@@ -13,9 +13,18 @@ CLASSES = ["road", "car"]
 
 
 def record(method: str, seed: int, miou: float, iters: int = 200) -> dict:
-    return {"method": method, "preset": "quick", "seed": seed, "iters": iters, "miou": miou,
-            "per_class_iou": {"road": miou + 10, "car": miou - 10}, "classes": 19, "checkpoint": "last",
-            "wall_s": 60.0, "device": "cpu"}
+    return {
+        "method": method,
+        "preset": "quick",
+        "seed": seed,
+        "iters": iters,
+        "miou": miou,
+        "per_class_iou": {"road": miou + 10, "car": miou - 10},
+        "classes": 19,
+        "checkpoint": "last",
+        "wall_s": 60.0,
+        "device": "cpu",
+    }
 
 
 @pytest.fixture
@@ -87,8 +96,9 @@ def test_repository_records_are_consistent():
 
 
 def test_gain_table_verdicts(root):
-    table = results.gain_table("quick", [("adaptsegnet_multi", "source_only"), ("minent", "source_only"),
-                                         ("advent", "source_only")], root)
+    table = results.gain_table(
+        "quick", [("adaptsegnet_multi", "source_only"), ("minent", "source_only"), ("advent", "source_only")], root
+    )
     line = {row.split()[0]: row for row in table.splitlines()[2:]}
     assert "+6.0 ± 2.0" in line["adaptsegnet_multi"] and "(clears it)" in line["adaptsegnet_multi"]
     assert "0: +6.0  1: +8.0  2: +4.0" in line["adaptsegnet_multi"]
@@ -104,13 +114,42 @@ def test_gain_table_verdicts(root):
 
 #: The run order of ``udalib reproduce`` (its ORDER) and the published numbers (``viz.PUBLISHED``) before the
 #: catalogue replaced them; the notes beside the numbers are in the golden tables below.
-ORDER = ["source_only", "oracle", "source_only_adabn", "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls",
-         "minent", "advent", "advent_minent_ensemble", "globallocal", "sdca_source", "sdca", "sdca_ssl",
-         "adaptsegnet_multi_frozen_bn", "minent_frozen_bn", "advent_frozen_bn", "globallocal_all_pixels",
-         "adaptsegnet_multi_adabn", "advent_adabn"]
-PUBLISHED = {"source_only": 36.6, "oracle": 65.1, "source_only_adabn": None, "adaptsegnet_single": 41.4,
-             "adaptsegnet_multi": 42.4, "adaptsegnet_ls": 44.1, "minent": 42.3, "advent": 43.8,
-             "advent_minent_ensemble": 45.5, "globallocal": None, "sdca_source": None, "sdca": None, "sdca_ssl": 52.9}
+ORDER = [
+    "source_only",
+    "oracle",
+    "source_only_adabn",
+    "adaptsegnet_single",
+    "adaptsegnet_multi",
+    "adaptsegnet_ls",
+    "minent",
+    "advent",
+    "advent_minent_ensemble",
+    "globallocal",
+    "sdca_source",
+    "sdca",
+    "sdca_ssl",
+    "adaptsegnet_multi_frozen_bn",
+    "minent_frozen_bn",
+    "advent_frozen_bn",
+    "globallocal_all_pixels",
+    "adaptsegnet_multi_adabn",
+    "advent_adabn",
+]
+PUBLISHED = {
+    "source_only": 36.6,
+    "oracle": 65.1,
+    "source_only_adabn": None,
+    "adaptsegnet_single": 41.4,
+    "adaptsegnet_multi": 42.4,
+    "adaptsegnet_ls": 44.1,
+    "minent": 42.3,
+    "advent": 43.8,
+    "advent_minent_ensemble": 45.5,
+    "globallocal": None,
+    "sdca_source": None,
+    "sdca": None,
+    "sdca_ssl": 52.9,
+}
 
 
 def test_catalogue_names_are_unique_and_in_run_order():
@@ -137,8 +176,11 @@ def test_ablations_and_evaluated_records_refer_to_trained_results():
         "globallocal_all_pixels": ("globallocal", {"method": {"local_pixels": None}}),
     }
     assert {n: (e.how, e.of) for n, e in results.CATALOGUE.items() if e.kind == "evaluated"} == {
-        "source_only_adabn": ("adabn", "source_only"), "advent_minent_ensemble": ("ensemble", "advent"),
-        "adaptsegnet_multi_adabn": ("adabn", "adaptsegnet_multi"), "advent_adabn": ("adabn", "advent")}
+        "source_only_adabn": ("adabn", "source_only"),
+        "advent_minent_ensemble": ("ensemble", "advent"),
+        "adaptsegnet_multi_adabn": ("adabn", "adaptsegnet_multi"),
+        "advent_adabn": ("adabn", "advent"),
+    }
 
 
 def test_every_stored_result_has_a_catalogue_entry():
@@ -158,11 +200,18 @@ def test_published_numbers_are_unchanged():
 
 
 def test_catalogue_names_filter_by_kind_and_chapter():
-    assert results.catalogue_names(kind="ablation") == ["adaptsegnet_multi_frozen_bn", "minent_frozen_bn",
-                                                        "advent_frozen_bn", "globallocal_all_pixels"]
+    assert results.catalogue_names(kind="ablation") == [
+        "adaptsegnet_multi_frozen_bn",
+        "minent_frozen_bn",
+        "advent_frozen_bn",
+        "globallocal_all_pixels",
+    ]
     assert results.catalogue_names(chapter="advent") == ["minent", "advent", "advent_minent_ensemble"]
     assert results.catalogue_names(kind="evaluated", chapter="results") == [
-        "source_only_adabn", "adaptsegnet_multi_adabn", "advent_adabn"]
+        "source_only_adabn",
+        "adaptsegnet_multi_adabn",
+        "advent_adabn",
+    ]
     with pytest.raises(ValueError, match="no result of kind 'ablations'"):
         results.catalogue_names(kind="ablations")
     with pytest.raises(ValueError, match="no result of chapter 'data'"):
@@ -175,22 +224,35 @@ def test_catalogue_names_filter_by_kind_and_chapter():
 GOLDEN = Path(__file__).parent / "golden" / "results_quick_tables.txt"
 #: The tables the chapters printed when the tables moved from ``udalib.viz`` to ``udalib.results``, and the whole
 #: catalogue's.
-TABLES = [["source_only", "oracle"],
-          ["source_only", "source_only_adabn", "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "oracle"],
-          ["source_only", "source_only_adabn", "minent", "advent", "advent_minent_ensemble", "oracle"],
-          ["source_only", "source_only_adabn", "advent", "globallocal", "globallocal_all_pixels", "oracle"],
-          ["source_only", "source_only_adabn", "sdca_source", "sdca", "sdca_ssl", "oracle"],
-          [n for n in ORDER if n in PUBLISHED and n != "oracle"] + ["oracle"],
-          ORDER + ["not_a_result"]]
-GAINS = [[(m, "source_only") for m in ORDER[1:]] + [("not_a_result", "source_only")],
-         [("globallocal", "advent"), ("sdca", "sdca_source"), ("sdca_ssl", "sdca"),
-          ("adaptsegnet_multi_adabn", "source_only_adabn"), ("advent_adabn", "source_only_adabn")]]
+TABLES = [
+    ["source_only", "oracle"],
+    ["source_only", "source_only_adabn", "adaptsegnet_single", "adaptsegnet_multi", "adaptsegnet_ls", "oracle"],
+    ["source_only", "source_only_adabn", "minent", "advent", "advent_minent_ensemble", "oracle"],
+    ["source_only", "source_only_adabn", "advent", "globallocal", "globallocal_all_pixels", "oracle"],
+    ["source_only", "source_only_adabn", "sdca_source", "sdca", "sdca_ssl", "oracle"],
+    [n for n in ORDER if n in PUBLISHED and n != "oracle"] + ["oracle"],
+    ORDER + ["not_a_result"],
+]
+GAINS = [
+    [(m, "source_only") for m in ORDER[1:]] + [("not_a_result", "source_only")],
+    [
+        ("globallocal", "advent"),
+        ("sdca", "sdca_source"),
+        ("sdca_ssl", "sdca"),
+        ("adaptsegnet_multi_adabn", "source_only_adabn"),
+        ("advent_adabn", "source_only_adabn"),
+    ],
+]
 
 
 def quick_tables() -> str:
     """Every table of :data:`TABLES` and :data:`GAINS` on ``results/quick/``."""
-    return "\n\n".join([results.results_table("quick", t) for t in TABLES] +
-                        [results.gain_table("quick", g) for g in GAINS]) + "\n"
+    return (
+        "\n\n".join(
+            [results.results_table("quick", t) for t in TABLES] + [results.gain_table("quick", g) for g in GAINS]
+        )
+        + "\n"
+    )
 
 
 def test_tables_on_the_stored_results_print_what_they_printed_before():

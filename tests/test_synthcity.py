@@ -39,7 +39,7 @@ def test_domains_differ_in_appearance_and_camera():
     src = [render_item(QUICK, "source", "train", i) for i in range(20)]
     tgt = [render_item(QUICK, "target", "train", i) for i in range(20)]
     # the road (train id 0) starts at the horizon, which sits lower in the target (lower camera)
-    road_top = lambda items: np.mean([np.flatnonzero((l == 0).any(1)).min() for _, l in items])  # noqa: E731
+    road_top = lambda items: np.mean([np.flatnonzero((lab == 0).any(1)).min() for _, lab in items])  # noqa: E731
     assert road_top(tgt) > road_top(src)
     noise = lambda items: np.mean([np.abs(np.diff(i.astype(float), axis=1)).mean() for i, _ in items])  # noqa: E731
     assert noise(tgt) > 1.5 * noise(src)  # texture and sensor noise
@@ -59,8 +59,9 @@ def test_written_layouts_read_back_with_the_real_loaders(tmp_path):
     assert np.array_equal(val.load_label(i), render_item(spec, "target", "val", 1)[1])
     assert generate(tmp_path / "sc", spec) == root  # same spec: nothing to do
     with pytest.raises(FileExistsError, match="does not hold SynthCity"):
-        generate(tmp_path / "sc", SynthCitySpec(seed=4, height=32, width=64, n_source=1, n_target_train=1,
-                                                n_target_val=1))
+        generate(
+            tmp_path / "sc", SynthCitySpec(seed=4, height=32, width=64, n_source=1, n_target_train=1, n_target_val=1)
+        )
 
 
 def test_a_set_made_at_another_size_is_read_as_it_is(tmp_path):

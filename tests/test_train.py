@@ -7,14 +7,13 @@ import json
 
 import pytest
 import torch
-
-from udalib.evaluate import evaluate
-from udalib.data.domains import build_domains
-from udalib.presets import resolve
-from udalib.models.trained import build_segmenter
-from udalib.train import Cadence, Trainer, poly_factor
-
 from tiny_runs import tiny_config
+
+from udalib.data.domains import build_domains
+from udalib.evaluate import evaluate
+from udalib.models.trained import build_segmenter
+from udalib.presets import resolve
+from udalib.train import Cadence, Trainer, poly_factor
 
 
 def test_poly_factor_matches_the_seeds_formula():
@@ -26,8 +25,14 @@ def test_poly_factor_matches_the_seeds_formula():
 def test_cadence_logs_checkpoints_and_evaluates_on_schedule_and_at_the_end():
     c = Cadence(log_every=2, checkpoint_every=3, eval_every=5, last=7)
     assert [c.due(i) for i in range(1, 8)] == [
-        (False, False, False), (True, False, False), (False, True, False), (True, False, False),
-        (False, False, True), (True, True, False), (True, True, True)]
+        (False, False, False),
+        (True, False, False),
+        (False, True, False),
+        (True, False, False),
+        (False, False, True),
+        (True, True, False),
+        (True, True, True),
+    ]
 
 
 def _losses(out_dir):
@@ -40,8 +45,7 @@ def test_resume_continues_the_same_run(tiny_cache, tmp_path):
     Trainer(full, progress="none").fit()
     a = _losses(tmp_path / "full" / "source_only")
 
-    part = dataclasses.replace(full, out_dir=str(tmp_path / "part"),
-                               train=dataclasses.replace(full.train, iters=3))
+    part = dataclasses.replace(full, out_dir=str(tmp_path / "part"), train=dataclasses.replace(full.train, iters=3))
     Trainer(part, progress="none").fit()
     resumed = dataclasses.replace(part, train=full.train, resume="auto")
     Trainer(resumed, progress="none").fit()

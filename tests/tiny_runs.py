@@ -12,11 +12,25 @@ from udalib.presets import resolve
 def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), size=(64, 128), **train) -> RunConfig:
     """The quick preset of `method` shrunk to a few images and iterations (same code paths)."""
     cfg = resolve(method, "quick", out_dir=str(tmp_path / method))
-    data = dataclasses.replace(cfg.data, synthcity_counts=counts, synthcity_size=size, source_size=(32, 64),
-                               target_size=(32, 64), eval_size=(32, 64))
+    data = dataclasses.replace(
+        cfg.data,
+        synthcity_counts=counts,
+        synthcity_size=size,
+        source_size=(32, 64),
+        target_size=(32, 64),
+        eval_size=(32, 64),
+    )
     root = str(synthcity.cache_dir(data.synthcity_size, data.synthcity_counts))
     data = dataclasses.replace(data, source_root=root, target_root=root)
-    t = dataclasses.replace(cfg.train, iters=iters, poly_horizon=max(iters * 2, cfg.train.poly_horizon // 100),
-                            batch_source=2, batch_target=2, eval_every=iters, checkpoint_every=iters,
-                            log_every=1, **train)
+    t = dataclasses.replace(
+        cfg.train,
+        iters=iters,
+        poly_horizon=max(iters * 2, cfg.train.poly_horizon // 100),
+        batch_source=2,
+        batch_target=2,
+        eval_every=iters,
+        checkpoint_every=iters,
+        log_every=1,
+        **train,
+    )
     return dataclasses.replace(cfg, data=data, train=t)

@@ -59,8 +59,9 @@ def top_row(label: Tensor | np.ndarray, class_id: int) -> float:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, size: tuple[int, int] | None = None,
-            device: str | torch.device = "cpu") -> Tensor:
+def predict(
+    model: nn.Module, images: Tensor, size: tuple[int, int] | None = None, device: str | torch.device = "cpu"
+) -> Tensor:
     """Softmax probabilities (B, K, H, W) of the main head, upsampled to `size` (default: the input size)."""
     from .inference import predict_logits
 
@@ -83,8 +84,14 @@ class PixelSample:
 
 
 @torch.no_grad()
-def collect_pixels(model: nn.Module, loader: Iterable, n_images: int = 16, device: str | torch.device = "cpu",
-                   per_image: int = 256, seed: int = 0) -> PixelSample:
+def collect_pixels(
+    model: nn.Module,
+    loader: Iterable,
+    n_images: int = 16,
+    device: str | torch.device = "cpu",
+    per_image: int = 256,
+    seed: int = 0,
+) -> PixelSample:
     """Run `model` on the first `n_images` of `loader` and keep up to `per_image` labelled pixels of each.
 
     Features are the model's ``SegOutput.features`` (the backbone output feature-level losses act on);
@@ -126,8 +133,9 @@ def collect_pixels(model: nn.Module, loader: Iterable, n_images: int = 16, devic
 # Features: t-SNE, class-mean similarities
 
 
-def tsne_embed(samples: Mapping[str, PixelSample], max_points: int = 1500, seed: int = 0, max_iter: int = 500
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tsne_embed(
+    samples: Mapping[str, PixelSample], max_points: int = 1500, seed: int = 0, max_iter: int = 500
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """2-D t-SNE of pixels from several domains: (points (N, 2), labels (N,), domain index (N,)).
 
     Each domain contributes an equal share of at most `max_points` (random, fixed seed); features are
@@ -165,6 +173,7 @@ def cosine_similarity_matrix(a: Tensor | np.ndarray, b: Tensor | np.ndarray | No
 
     Rows that are zero (a class never seen) or NaN give NaN entries.
     """
+
     def unit(m):
         m = np.asarray(m.detach().cpu() if isinstance(m, Tensor) else m, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):

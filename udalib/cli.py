@@ -22,8 +22,12 @@ EXAMPLES = """examples:
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="source_only", help="method / variant name (see `udalib train --list`)")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="quick: small model on SynthCity, CPU; paper: ResNet-101 at full resolution, CUDA")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "paper"],
+        help="quick: small model on SynthCity, CPU; paper: ResNet-101 at full resolution, CUDA",
+    )
     p.add_argument("--dataset", default=None, help="synthcity | gta5 | synthia (default: preset's)")
     p.add_argument("--data-root", default=None, help="source dataset folder (SynthCity: folder with source/ target/)")
     p.add_argument("--target-root", default=None, help="Cityscapes folder (leftImg8bit/, gtFine/)")
@@ -41,8 +45,9 @@ def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="udalib", description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="udalib", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a method and print its target-val per-class IoU and mIoU")
@@ -55,8 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on target val, or score a folder of PNGs")
     _add_checkpoint_args(p)
     p.add_argument("--checkpoint", help="udalib checkpoint to evaluate (it names its method, model and data)")
-    p.add_argument("--ensemble", nargs=2, metavar=("CHECKPOINT", "WEIGHT"), action="append", default=[],
-                   help="add another model's upsampled logits with this weight (ADVENT's 0.5/0.5 ensemble)")
+    p.add_argument(
+        "--ensemble",
+        nargs=2,
+        metavar=("CHECKPOINT", "WEIGHT"),
+        action="append",
+        default=[],
+        help="add another model's upsampled logits with this weight (ADVENT's 0.5/0.5 ensemble)",
+    )
     p.add_argument("--pred-dir", help="folder of predicted train-id PNGs (<city>/<stem>_leftImg8bit.png)")
     p.add_argument("--gt-dir", help="ground-truth folder (gtFine/val) matching --pred-dir")
     p.add_argument("--protocol", default="cityscapes19", help="cityscapes19 | synthia16 | crosscity13")
@@ -68,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output folder (gets source/ and target/)")
     q.add_argument("--size", nargs=2, type=int, default=[128, 256], metavar=("H", "W"))
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--counts", nargs=3, type=int, default=[2000, 500, 200],
-                   metavar=("SOURCE", "TARGET_TRAIN", "TARGET_VAL"))
+    q.add_argument(
+        "--counts", nargs=3, type=int, default=[2000, 500, 200], metavar=("SOURCE", "TARGET_TRAIN", "TARGET_VAL")
+    )
     q.add_argument("--workers", type=int, default=None)
     q.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     q = dsub.add_parser("check", help="report pairs, size mismatches, unknown ids and class frequencies")
@@ -99,9 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args, **extra):
     from .presets import resolve
 
-    return resolve(args.method, args.preset, dataset=args.dataset, data_root=args.data_root,
-                   target_root=args.target_root, iters=args.iters, backbone=args.backbone, seed=args.seed,
-                   device=args.device, out_dir=args.out_dir, **extra)
+    return resolve(
+        args.method,
+        args.preset,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        target_root=args.target_root,
+        iters=args.iters,
+        backbone=args.backbone,
+        seed=args.seed,
+        device=args.device,
+        out_dir=args.out_dir,
+        **extra,
+    )
 
 
 def _load_checkpoint(args, path: str):
@@ -158,8 +180,13 @@ def cmd_evaluate(args) -> int:
 
         model, cfg = _load_checkpoint(args, args.checkpoint)
         others = [(_load_checkpoint(args, p)[0], float(w)) for p, w in args.ensemble]
-        res = evaluate(model, build_domains(cfg).target_val_loader(), get_protocol(cfg.data.protocol),
-                       device=next(model.parameters()).device, ensemble=others)
+        res = evaluate(
+            model,
+            build_domains(cfg).target_val_loader(),
+            get_protocol(cfg.data.protocol),
+            device=next(model.parameters()).device,
+            ensemble=others,
+        )
     print(res.table())
     if args.json:
         write_json(args.json, res.to_json())
@@ -170,9 +197,14 @@ def cmd_data(args) -> int:
     if args.data_command == "synthcity":
         from .data import synthcity
 
-        spec = synthcity.SynthCitySpec(seed=args.seed, height=args.size[0], width=args.size[1],
-                                       n_source=args.counts[0], n_target_train=args.counts[1],
-                                       n_target_val=args.counts[2])
+        spec = synthcity.SynthCitySpec(
+            seed=args.seed,
+            height=args.size[0],
+            width=args.size[1],
+            n_source=args.counts[0],
+            n_target_train=args.counts[1],
+            n_target_val=args.counts[2],
+        )
         root = synthcity.generate(args.out, spec, workers=args.workers, overwrite=args.overwrite)
         print(f"SynthCity written to {root}: source/ (GTA5 layout), target/ (Cityscapes layout)")
         return 0
@@ -189,10 +221,16 @@ def cmd_pseudo_label(args) -> int:
     from .pseudo_labels import generate_pseudo_labels
 
     model, cfg = _load_checkpoint(args, args.checkpoint)
-    stats = generate_pseudo_labels(model, build_domains(cfg).pseudo_label_loader(), args.out,
-                                   num_classes=get_protocol(cfg.data.protocol).num_classes,
-                                   label_size=target_label_size(cfg), cap=args.cap,
-                                   device=next(model.parameters()).device, overwrite=args.overwrite)
+    stats = generate_pseudo_labels(
+        model,
+        build_domains(cfg).pseudo_label_loader(),
+        args.out,
+        num_classes=get_protocol(cfg.data.protocol).num_classes,
+        label_size=target_label_size(cfg),
+        cap=args.cap,
+        device=next(model.parameters()).device,
+        overwrite=args.overwrite,
+    )
     print(json.dumps(stats, indent=1, default=float))
     return 0
 
@@ -200,15 +238,26 @@ def cmd_pseudo_label(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    reproduce(args.preset, methods=args.methods, seeds=args.seeds, results_root=args.results_root,
-              data_root=args.data_root, target_root=args.target_root)
+    reproduce(
+        args.preset,
+        methods=args.methods,
+        seeds=args.seeds,
+        results_root=args.results_root,
+        data_root=args.data_root,
+        target_root=args.target_root,
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "pseudo-label": cmd_pseudo_label,
-               "reproduce": cmd_reproduce}[args.command]
+    handler = {
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+        "data": cmd_data,
+        "pseudo-label": cmd_pseudo_label,
+        "reproduce": cmd_reproduce,
+    }[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:

@@ -90,8 +90,9 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["method_cfg"] = (dataclasses.asdict(self.method_cfg) if dataclasses.is_dataclass(self.method_cfg)
-                           else self.method_cfg)
+        d["method_cfg"] = (
+            dataclasses.asdict(self.method_cfg) if dataclasses.is_dataclass(self.method_cfg) else self.method_cfg
+        )
         return d
 
     @classmethod

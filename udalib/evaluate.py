@@ -7,7 +7,6 @@ dataset (not per image). Predictions are never kept in memory.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -72,15 +71,21 @@ class EvalResult:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"classes": len(self.classes), "miou": self.main_miou, "miou_by_classes": self.miou,
-                "per_class_iou": self.per_class_iou, "pixel_accuracy": self.pixel_accuracy}
+        return {
+            "classes": len(self.classes),
+            "miou": self.main_miou,
+            "miou_by_classes": self.miou,
+            "per_class_iou": self.per_class_iou,
+            "pixel_accuracy": self.pixel_accuracy,
+        }
 
 
 def summarize(cm: ConfusionMatrix, protocol: Protocol) -> EvalResult:
     """Per-class IoU and the protocol's reported mIoUs (16-class SYNTHIA also reports mIoU* over 13)."""
     if cm.num_classes != protocol.num_classes:
-        raise ValueError(f"confusion matrix has {cm.num_classes} classes, protocol {protocol.name} has "
-                         f"{protocol.num_classes}")
+        raise ValueError(
+            f"confusion matrix has {cm.num_classes} classes, protocol {protocol.name} has {protocol.num_classes}"
+        )
     iou = cm.iou() * 100
     miou = {}
     for sub in REPORTED_SUBSETS[protocol.name]:
@@ -88,8 +93,7 @@ def summarize(cm: ConfusionMatrix, protocol: Protocol) -> EvalResult:
         miou[sub.num_classes] = float(np.nanmean(iou[idx])) if not np.all(np.isnan(iou[idx])) else float("nan")
     mat = cm.mat.cpu().numpy()
     acc = float(np.trace(mat) / max(mat.sum(), 1) * 100)
-    return EvalResult(protocol.classes, {c: round(float(v), 4) for c, v in zip(protocol.classes, iou)}, miou, acc,
-                      mat)
+    return EvalResult(protocol.classes, {c: round(float(v), 4) for c, v in zip(protocol.classes, iou)}, miou, acc, mat)
 
 
 def _protocol(protocol: Protocol | str) -> Protocol:
@@ -97,8 +101,15 @@ def _protocol(protocol: Protocol | str) -> Protocol:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, protocol: Protocol | str, *, device: torch.device | str = "cpu",
-             ensemble: Iterable[tuple[nn.Module, float]] = (), amp_dtype: torch.dtype | None = None) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    protocol: Protocol | str,
+    *,
+    device: torch.device | str = "cpu",
+    ensemble: Iterable[tuple[nn.Module, float]] = (),
+    amp_dtype: torch.dtype | None = None,
+) -> EvalResult:
     """Evaluate `model` on `loader` (image at network input size, label at full resolution).
 
     Logits are upsampled bilinearly (align_corners=True) to the label size, then argmax (spec §6). `ensemble`
@@ -128,9 +139,15 @@ def evaluate(model: nn.Module, loader: Iterable, protocol: Protocol | str, *, de
     return summarize(cm, protocol)
 
 
-def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, protocol: Protocol | str = "cityscapes19",
-                  *, gt_suffix: str = "_gtFine_labelIds.png", pred_suffix: str = "_leftImg8bit.png",
-                  gt_encoding: str = "labelIds") -> EvalResult:
+def score_folders(
+    pred_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike,
+    protocol: Protocol | str = "cityscapes19",
+    *,
+    gt_suffix: str = "_gtFine_labelIds.png",
+    pred_suffix: str = "_leftImg8bit.png",
+    gt_encoding: str = "labelIds",
+) -> EvalResult:
     """Score a folder of predicted train-id PNGs against ground truth, as the seeds' ``compute_iou.py`` does.
 
     Predictions are matched to ground truth by relative path with `pred_suffix` replaced by `gt_suffix`
@@ -153,8 +170,9 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, protoc
         gt = np.asarray(Image.open(g))
         pred = np.asarray(Image.open(p))
         if gt.shape != pred.shape:
-            raise ValueError(f"{p}: prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth {g} is "
-                             f"{gt.shape[1]}x{gt.shape[0]}")
+            raise ValueError(
+                f"{p}: prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth {g} is {gt.shape[1]}x{gt.shape[0]}"
+            )
         if gt_encoding == "labelIds":
             gt = protocol.cityscapes_lut[gt]
         cm.update(torch.from_numpy(gt.astype(np.int64)), torch.from_numpy(pred.astype(np.int64)))

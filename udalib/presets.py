@@ -39,21 +39,47 @@ class Row:
 
 #: quick: the small backbone from scratch on SynthCity (64×128 input, 128×256 labels), 500 iterations of batch 8.
 #: It trains its BN layers (statistics and affine), as a network trained from scratch must.
-QUICK_TRAIN = TrainConfig(backbone="small", multi_level=True, bn_mode="trainable", lr=0.01, iters=500,
-                          poly_horizon=800, batch_source=8, batch_target=8, eval_every=200, checkpoint_every=200,
-                          log_every=20, seed=0, amp="off")
+QUICK_TRAIN = TrainConfig(
+    backbone="small",
+    multi_level=True,
+    bn_mode="trainable",
+    lr=0.01,
+    iters=500,
+    poly_horizon=800,
+    batch_source=8,
+    batch_target=8,
+    eval_every=200,
+    checkpoint_every=200,
+    log_every=20,
+    seed=0,
+    amp="off",
+)
 
 #: paper: DeepLab-v2 ResNet-101 from ImageNet at 1280×720 source / 1024×512 target, batch 1+1, the seeds'
 #: AdaptSegNet schedule (150k of a 250k poly horizon), affine-frozen BN (spec §2.1, §3.3).
-PAPER_TRAIN = TrainConfig(backbone="resnet101", multi_level=True, pretrained="imagenet", bn_mode="affine_frozen",
-                          lr=2.5e-4, iters=150_000, poly_horizon=250_000, batch_source=1, batch_target=1,
-                          eval_every=5000, checkpoint_every=5000, log_every=50, seed=1234)
+PAPER_TRAIN = TrainConfig(
+    backbone="resnet101",
+    multi_level=True,
+    pretrained="imagenet",
+    bn_mode="affine_frozen",
+    lr=2.5e-4,
+    iters=150_000,
+    poly_horizon=250_000,
+    batch_source=1,
+    batch_target=1,
+    eval_every=5000,
+    checkpoint_every=5000,
+    log_every=50,
+    seed=1234,
+)
 _PAPER_SIZES = dict(target_size=(512, 1024), eval_size=(512, 1024), normalization="imagenet_rgb", num_workers=4)
 PAPER_DATA = {
-    "gta5": DataConfig(source="gta5", target="cityscapes", protocol="cityscapes19", source_size=(720, 1280),
-                       **_PAPER_SIZES),
-    "synthia": DataConfig(source="synthia", target="cityscapes", protocol="synthia16", source_size=(760, 1280),
-                          **_PAPER_SIZES),
+    "gta5": DataConfig(
+        source="gta5", target="cityscapes", protocol="cityscapes19", source_size=(720, 1280), **_PAPER_SIZES
+    ),
+    "synthia": DataConfig(
+        source="synthia", target="cityscapes", protocol="synthia16", source_size=(760, 1280), **_PAPER_SIZES
+    ),
     # SynthCity at the paper's resolution: a GPU-scale check without downloads
     "synthcity": DataConfig(source_size=(720, 1280), synthcity_size=(1024, 2048), **_PAPER_SIZES),
 }
@@ -62,8 +88,11 @@ PAPER_DATA = {
 
 #: Quick adaptation: a few hundred CPU iterations from the cached source-only model (the seeds adapt from a
 #: source-pretrained network too), 4 source + 4 target images per iteration, LR halved for fine-tuning.
-QUICK_ADAPT = Row(train=dict(init_checkpoint="stage:source_only", iters=200, poly_horizon=330, lr=0.005,
-                             batch_source=4, batch_target=4))
+QUICK_ADAPT = Row(
+    train=dict(
+        init_checkpoint="stage:source_only", iters=200, poly_horizon=330, lr=0.005, batch_source=4, batch_target=4
+    )
+)
 #: The quick scaling rule: 200 iterations instead of 120-150k, so the alignment terms are scaled up to move the
 #: segmenter within that budget: adversarial weights ×10 with the discriminators' LR ×2, entropy weights ×100
 #: (the entropy term's gradient is far smaller than a discriminator's).
@@ -79,12 +108,15 @@ TARGET_LABELS = Row(data=dict(labelled="target"))
 # kept on one GPU by accumulation; R101 configs: torchvision ImageNet weights, RGB, one classifier head.
 SDCA_PAPER = Row(data=dict(normalization="imagenet_rgb"), train=dict(multi_level=False, pretrained="imagenet"))
 #: Stage 3 adds colour jitter/grayscale/blur on source and FADA's class-balanced source sampler, from stage 1.
-SDCA_STAGE3 = Row(data=dict(source_color_aug=True, source_sampling="class_balanced"),
-                  train=dict(init_checkpoint="stage:sdca_source", multi_level=False))
+SDCA_STAGE3 = Row(
+    data=dict(source_color_aug=True, source_sampling="class_balanced"),
+    train=dict(init_checkpoint="stage:sdca_source", multi_level=False),
+)
 #: Stage 4: a *fresh* network (no init checkpoint) on the stage-3 model's pseudo-labels, with random scale
 #: 0.5-1.5 of the full image, crop at the training size and flip; evaluated at full resolution.
-SDCA_SSL = TARGET_LABELS + Row(data=dict(pseudo_label_dir="stage:sdca", labelled_scale_crop=True),
-                               train=dict(multi_level=False))
+SDCA_SSL = TARGET_LABELS + Row(
+    data=dict(pseudo_label_dir="stage:sdca", labelled_scale_crop=True), train=dict(multi_level=False)
+)
 
 # -- THE TABLE: every registered method, both presets ------------------------------------------------------------
 
@@ -92,35 +124,55 @@ TABLE: dict[str, dict[str, Row]] = {
     "source_only": {"quick": Row(), "paper": Row()},
     "oracle": {"quick": TARGET_LABELS, "paper": TARGET_LABELS},
     # AdaptSegNet (spec §3.3): paper 150k/250k; quick adapts from the cached source-only model under the rule
-    "adaptsegnet_single": {"quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
-                           "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER},
+    "adaptsegnet_single": {
+        "quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
+        "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER,
+    },
     "adaptsegnet_multi": {"quick": QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL), "paper": ADAPTSEGNET_PAPER},
-    "adaptsegnet_ls": {"quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
-                       "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER},
+    "adaptsegnet_ls": {
+        "quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
+        "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER,
+    },
     # ADVENT (spec §4.3): paper 120k/250k
     "minent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ENTROPY), "paper": ADVENT_PAPER},
     "advent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL), "paper": ADVENT_PAPER},
     # global-local (spec §5.4): ADVENT's schedule; quick scores 512 random pixels per image in the local branch
     # (an unbiased estimate of the per-pixel mean; all pixels make a CPU step nine times slower)
-    "globallocal": {"quick": QUICK_ADAPT + Row(method=dict(local_pixels=512),
-                                               scale={**QUICK_ADVERSARIAL, "lambda_local_aux": 10,
-                                                      "lambda_local_main": 10}),
-                    "paper": ADVENT_PAPER},
+    "globallocal": {
+        "quick": QUICK_ADAPT
+        + Row(
+            method=dict(local_pixels=512), scale={**QUICK_ADVERSARIAL, "lambda_local_aux": 10, "lambda_local_main": 10}
+        ),
+        "paper": ADVENT_PAPER,
+    },
     # SDCA stage 1: paper 20k/31.25k, lr 5e-4, FrozenBN, 2 images x 4; quick: the quick source-only schedule
-    "sdca_source": {"quick": SINGLE_LEVEL,
-                    "paper": SDCA_PAPER + Row(train=dict(iters=20_000, poly_horizon=31_250, lr=5e-4, bn_mode="frozen",
-                                                         batch_source=2, accum=4))},
+    "sdca_source": {
+        "quick": SINGLE_LEVEL,
+        "paper": SDCA_PAPER
+        + Row(train=dict(iters=20_000, poly_horizon=31_250, lr=5e-4, bn_mode="frozen", batch_source=2, accum=4)),
+    },
     # SDCA stage 3: paper 40k/62.5k, lr 2.5e-4, FrozenBN, 1 source + 1 target x 4; quick: the quick adaptation
-    "sdca": {"quick": QUICK_ADAPT + SDCA_STAGE3,
-             "paper": SDCA_STAGE3 + SDCA_PAPER + Row(train=dict(iters=40_000, poly_horizon=62_500, lr=2.5e-4,
-                                                                bn_mode="frozen", batch_source=1, batch_target=1,
-                                                                accum=4))},
+    "sdca": {
+        "quick": QUICK_ADAPT + SDCA_STAGE3,
+        "paper": SDCA_STAGE3
+        + SDCA_PAPER
+        + Row(
+            train=dict(
+                iters=40_000, poly_horizon=62_500, lr=2.5e-4, bn_mode="frozen", batch_source=1, batch_target=1, accum=4
+            )
+        ),
+    },
     # SDCA stage 4: paper 20k/31.25k, lr 5e-4, trainable BN over micro-batches of 2 (the official SyncBN over 8),
     # evaluated at Cityscapes' full 1024x2048; quick: 300 iterations from scratch, evaluated at SynthCity's 128x256
-    "sdca_ssl": {"quick": SDCA_SSL + Row(data=dict(eval_size=(128, 256)), train=dict(iters=300, poly_horizon=500)),
-                 "paper": SDCA_SSL + SDCA_PAPER + Row(data=dict(eval_size=(1024, 2048)),
-                                                      train=dict(iters=20_000, poly_horizon=31_250, lr=5e-4,
-                                                                 bn_mode="trainable", batch_source=2, accum=4))},
+    "sdca_ssl": {
+        "quick": SDCA_SSL + Row(data=dict(eval_size=(128, 256)), train=dict(iters=300, poly_horizon=500)),
+        "paper": SDCA_SSL
+        + SDCA_PAPER
+        + Row(
+            data=dict(eval_size=(1024, 2048)),
+            train=dict(iters=20_000, poly_horizon=31_250, lr=5e-4, bn_mode="trainable", batch_source=2, accum=4),
+        ),
+    },
 }
 
 
@@ -137,8 +189,9 @@ def _base(preset: str, dataset: str) -> tuple[DataConfig, TrainConfig]:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     if preset == "quick":
         if dataset != "synthcity":
-            raise ValueError(f"preset 'quick' runs on the embedded SynthCity pair, not {dataset!r}; "
-                             "use preset='paper' for real data")
+            raise ValueError(
+                f"preset 'quick' runs on the embedded SynthCity pair, not {dataset!r}; use preset='paper' for real data"
+            )
         return DataConfig(), QUICK_TRAIN
     return PAPER_DATA[dataset], PAPER_TRAIN
 
@@ -148,11 +201,23 @@ def _method_config(paper: Any, r: Row) -> Any:
     return dataclasses.replace(paper, **scaled, **r.method)
 
 
-def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str | None = None,
-            data_root: str | None = None, target_root: str | None = None, iters: int | None = None,
-            backbone: str | None = None, seed: int | None = None, device: str | None = None,
-            out_dir: str | None = None, resume: str | None = None, normalization: str | None = None,
-            method_overrides: dict | None = None, **train_overrides: Any) -> RunConfig:
+def resolve(
+    method: str = "source_only",
+    preset: str = "quick",
+    *,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    target_root: str | None = None,
+    iters: int | None = None,
+    backbone: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    out_dir: str | None = None,
+    resume: str | None = None,
+    normalization: str | None = None,
+    method_overrides: dict | None = None,
+    **train_overrides: Any,
+) -> RunConfig:
     """Build the RunConfig of `method` under `preset`, with overrides (``None`` = keep the preset's value).
 
     `data_root` is the source root (for SynthCity: the folder holding ``source/`` and ``target/``);
@@ -170,16 +235,22 @@ def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str 
     data_overrides = dict(source_root=data_root, target_root=target_root, normalization=normalization)
     data = dataclasses.replace(data, **{k: v for k, v in data_overrides.items() if v is not None})
     if data.source == "synthcity" and data.source_root is None:
-        data = dataclasses.replace(data, source_root=str(synthcity.cache_dir(data.synthcity_size,
-                                                                             data.synthcity_counts)))
+        data = dataclasses.replace(
+            data, source_root=str(synthcity.cache_dir(data.synthcity_size, data.synthcity_counts))
+        )
     if data.target == "synthcity":
         data = dataclasses.replace(data, target_root=data.source_root)
     if preset == "paper" and data.target == "cityscapes" and (data.source_root is None or data.target_root is None):
-        raise ValueError("preset 'paper' on real data needs data_root (the GTA5/SYNTHIA folder) and target_root "
-                         "(the Cityscapes folder)")
+        raise ValueError(
+            "preset 'paper' on real data needs data_root (the GTA5/SYNTHIA folder) and target_root "
+            "(the Cityscapes folder)"
+        )
 
-    overrides = {k: v for k, v in dict(iters=iters, backbone=backbone, seed=seed, device=device,
-                                       **train_overrides).items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(iters=iters, backbone=backbone, seed=seed, device=device, **train_overrides).items()
+        if v is not None
+    }
     valid = [f.name for f in dataclasses.fields(TrainConfig)]
     unknown = set(overrides) - set(valid)
     if unknown:
@@ -190,7 +261,16 @@ def resolve(method: str = "source_only", preset: str = "quick", *, dataset: str 
     if method_overrides:
         mcfg = dataclasses.replace(mcfg, **method_overrides)
     if preset == "paper" and resolve_device(train.device).type != "cuda":
-        raise RuntimeError("preset 'paper' trains ResNet-101 at 1280x720 and needs CUDA; no CUDA device is "
-                           "available here. Use preset='quick' on a CPU.")
-    return RunConfig(preset=preset, method=method, data=data, train=train, method_cfg=mcfg,
-                     out_dir=out_dir or f"runs/{preset}/{method}/seed{train.seed}", resume=resume)
+        raise RuntimeError(
+            "preset 'paper' trains ResNet-101 at 1280x720 and needs CUDA; no CUDA device is "
+            "available here. Use preset='quick' on a CPU."
+        )
+    return RunConfig(
+        preset=preset,
+        method=method,
+        data=data,
+        train=train,
+        method_cfg=mcfg,
+        out_dir=out_dir or f"runs/{preset}/{method}/seed{train.seed}",
+        resume=resume,
+    )

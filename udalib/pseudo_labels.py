@@ -18,7 +18,6 @@ and 255 for ignored pixels, plus ``<out_dir>/thresholds.json``. Use ``pseudo_lab
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -33,6 +32,7 @@ from udalib.inference import predict_logits
 
 from .config import IGNORE_INDEX
 from .files import atomic_write, write_json
+
 PSEUDO_SUFFIX = "_pseudo_trainIds.png"
 """File-name ending of a pseudo-label PNG; it replaces the image's ``_leftImg8bit.png``."""
 IMAGE_SUFFIX = "_leftImg8bit.png"

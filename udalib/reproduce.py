@@ -36,8 +36,9 @@ def run_once(cfg: RunConfig) -> dict:
         # the stored config names the stage outputs it started from (``stage:`` references resolved)
         if json.loads(config.read_text()) == json.loads(stages.resolve_stages(cfg).describe()):
             return json.loads(metrics.read_text())
-        raise FileExistsError(f"{cfg.out_dir} holds a run of another config; move it away or pass another "
-                              "results folder")
+        raise FileExistsError(
+            f"{cfg.out_dir} holds a run of another config; move it away or pass another results folder"
+        )
     stages.run(cfg, progress="lines")
     return json.loads(metrics.read_text())
 
@@ -47,8 +48,7 @@ def measured_config(name: str, preset: str, seed: int, **kw) -> RunConfig:
     entry = CATALOGUE[name]
     if entry.kind == "ablation":
         over = entry.overrides
-        cfg = resolve(entry.of, preset, seed=seed, **kw, **over.get("train", {}),
-                      method_overrides=over.get("method"))
+        cfg = resolve(entry.of, preset, seed=seed, **kw, **over.get("train", {}), method_overrides=over.get("method"))
         return stages.cached_run(cfg, name)
     return stages.stage_config(resolve(name, preset, seed=seed, **kw), name)
 
@@ -60,9 +60,17 @@ def _trained(cfg: RunConfig, device: torch.device) -> nn.Module:
 
 
 def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch.device, **extra) -> dict:
-    return {"method": name, "preset": cfg.preset, "seed": cfg.train.seed, "iters": cfg.train.iters,
-            **res.to_json(), "checkpoint": "last", "wall_s": round(time.time() - t0, 1), "device": device.type,
-            **extra}
+    return {
+        "method": name,
+        "preset": cfg.preset,
+        "seed": cfg.train.seed,
+        "iters": cfg.train.iters,
+        **res.to_json(),
+        "checkpoint": "last",
+        "wall_s": round(time.time() - t0, 1),
+        "device": device.type,
+        **extra,
+    }
 
 
 def ensemble_record(name: str, preset: str, seed: int, **kw) -> dict:
@@ -73,8 +81,13 @@ def ensemble_record(name: str, preset: str, seed: int, **kw) -> dict:
     models = [_trained(c, device) for c in cfgs]
     weight = 1 / len(models)
     t0 = time.time()
-    res = evaluate(models[0], build_domains(cfgs[0]).target_val_loader(), get_protocol(cfgs[0].data.protocol),
-                   device=device, ensemble=[(m, weight) for m in models[1:]])  # the first gets 1 − the others
+    res = evaluate(
+        models[0],
+        build_domains(cfgs[0]).target_val_loader(),
+        get_protocol(cfgs[0].data.protocol),
+        device=device,
+        ensemble=[(m, weight) for m in models[1:]],
+    )  # the first gets 1 − the others
     return _record(name, cfgs[0], res, t0, device, members={m: weight for m in members})
 
 
@@ -105,9 +118,15 @@ def measure(name: str, preset: str, seed: int, **kw) -> dict:
     return rec
 
 
-def reproduce(preset: str = "quick", methods: list[str] | None = None, seeds: list[int] = (0, 1, 2), *,
-              results_root: str | None = None, data_root: str | None = None,
-              target_root: str | None = None) -> list[dict]:
+def reproduce(
+    preset: str = "quick",
+    methods: list[str] | None = None,
+    seeds: list[int] = (0, 1, 2),
+    *,
+    results_root: str | None = None,
+    data_root: str | None = None,
+    target_root: str | None = None,
+) -> list[dict]:
     names = list(methods or CATALOGUE)
     unknown = [m for m in names if m not in CATALOGUE]
     if unknown:

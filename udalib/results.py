@@ -70,60 +70,162 @@ def _catalogue(*entries: ResultEntry) -> dict[str, ResultEntry]:
 #: mode during adaptation, so target batches cannot move their statistics and what is left of the gain is the
 #: method's loss alone (``source_only_adabn`` is the statistics alone, ``<method>_adabn`` both).
 CATALOGUE: dict[str, ResultEntry] = _catalogue(
-    ResultEntry("source_only", "trained", "source_only", "CE on labelled source images: the lower bound",
-                36.6, "AdaptSegNet paper's baseline, ResNet-101"),
-    ResultEntry("oracle", "trained", "source_only", "CE on target train labels: the upper bound",
-                65.1, "trained on Cityscapes, AdaptSegNet figure, ResNet-101"),
-    ResultEntry("source_only_adabn", "evaluated", "results",
-                "the source-only model with BatchNorm statistics re-estimated on target train, no training",
-                None, "control: source-only with target BN statistics (AdaBN), no training",
-                of="source_only", how="adabn"),
-    ResultEntry("adaptsegnet_single", "trained", "adaptsegnet", "AdaptSegNet, one discriminator on layer4 softmax",
-                41.4, "AdaptSegNet single-level"),
-    ResultEntry("adaptsegnet_multi", "trained", "adaptsegnet",
-                "AdaptSegNet, discriminators on layer3 and layer4 softmax", 42.4, "AdaptSegNet multi-level"),
-    ResultEntry("adaptsegnet_ls", "trained", "adaptsegnet", "AdaptSegNet single-level with the least-squares GAN loss",
-                44.1, "AdaptSegNet LS-GAN, single-level (README figure)"),
-    ResultEntry("minent", "trained", "advent", "ADVENT's MinEnt: entropy minimisation on target predictions",
-                42.3, "ADVENT paper, MinEnt"),
-    ResultEntry("advent", "trained", "advent", "ADVENT: adversarial alignment of self-information maps",
-                43.8, "ADVENT paper, AdvEnt"),
-    ResultEntry("advent_minent_ensemble", "evaluated", "advent",
-                "the upsampled logits of the AdvEnt and MinEnt models of a seed, averaged 0.5/0.5",
-                45.5, "ensemble of AdvEnt and MinEnt+ER logits, 0.5/0.5",
-                of="advent", how="ensemble", members=("advent", "minent")),
-    ResultEntry("globallocal", "trained", "globallocal",
-                "AdvEnt's patch discriminator plus a per-pixel one on the same self-information maps",
-                None, "no published number found"),
-    ResultEntry("sdca_source", "trained", "sdca", "SDCA stage 1: CE + 0.75 Lovász-softmax on source images",
-                None, "SDCA stage 1 (CE + 0.75 Lovász, single-level): not published"),
-    ResultEntry("sdca", "trained", "sdca", "SDCA stage 3: semantic distribution-aware contrastive adaptation",
-                None, "stage 3 alone: not published"),
-    ResultEntry("sdca_ssl", "trained", "sdca", "SDCA after self-training on class-wise thresholded pseudo-labels",
-                52.9, "SDCA after self-training, ResNet-101 (VGG-16: 47.3)"),
-    *(ResultEntry(f"{m}_frozen_bn", "ablation", "results",
-                  f"{m} trained with every BatchNorm layer in eval mode: the loss alone",
-                  compared=False, of=m, overrides={"train": {"bn_mode": "frozen"}})
-      for m in ("adaptsegnet_multi", "minent", "advent")),
-    ResultEntry("globallocal_all_pixels", "ablation", "globallocal",
-                "global-local whose local branch scores every pixel, as the paper preset does (slow on a CPU)",
-                compared=False, of="globallocal", overrides={"method": {"local_pixels": None}}),
-    *(ResultEntry(f"{m}_adabn", "evaluated", "results",
-                  f"{m}'s final model with BatchNorm statistics re-estimated on target train: loss and statistics",
-                  compared=False, of=m, how="adabn")
-      for m in ("adaptsegnet_multi", "advent")),
+    ResultEntry(
+        "source_only",
+        "trained",
+        "source_only",
+        "CE on labelled source images: the lower bound",
+        36.6,
+        "AdaptSegNet paper's baseline, ResNet-101",
+    ),
+    ResultEntry(
+        "oracle",
+        "trained",
+        "source_only",
+        "CE on target train labels: the upper bound",
+        65.1,
+        "trained on Cityscapes, AdaptSegNet figure, ResNet-101",
+    ),
+    ResultEntry(
+        "source_only_adabn",
+        "evaluated",
+        "results",
+        "the source-only model with BatchNorm statistics re-estimated on target train, no training",
+        None,
+        "control: source-only with target BN statistics (AdaBN), no training",
+        of="source_only",
+        how="adabn",
+    ),
+    ResultEntry(
+        "adaptsegnet_single",
+        "trained",
+        "adaptsegnet",
+        "AdaptSegNet, one discriminator on layer4 softmax",
+        41.4,
+        "AdaptSegNet single-level",
+    ),
+    ResultEntry(
+        "adaptsegnet_multi",
+        "trained",
+        "adaptsegnet",
+        "AdaptSegNet, discriminators on layer3 and layer4 softmax",
+        42.4,
+        "AdaptSegNet multi-level",
+    ),
+    ResultEntry(
+        "adaptsegnet_ls",
+        "trained",
+        "adaptsegnet",
+        "AdaptSegNet single-level with the least-squares GAN loss",
+        44.1,
+        "AdaptSegNet LS-GAN, single-level (README figure)",
+    ),
+    ResultEntry(
+        "minent",
+        "trained",
+        "advent",
+        "ADVENT's MinEnt: entropy minimisation on target predictions",
+        42.3,
+        "ADVENT paper, MinEnt",
+    ),
+    ResultEntry(
+        "advent",
+        "trained",
+        "advent",
+        "ADVENT: adversarial alignment of self-information maps",
+        43.8,
+        "ADVENT paper, AdvEnt",
+    ),
+    ResultEntry(
+        "advent_minent_ensemble",
+        "evaluated",
+        "advent",
+        "the upsampled logits of the AdvEnt and MinEnt models of a seed, averaged 0.5/0.5",
+        45.5,
+        "ensemble of AdvEnt and MinEnt+ER logits, 0.5/0.5",
+        of="advent",
+        how="ensemble",
+        members=("advent", "minent"),
+    ),
+    ResultEntry(
+        "globallocal",
+        "trained",
+        "globallocal",
+        "AdvEnt's patch discriminator plus a per-pixel one on the same self-information maps",
+        None,
+        "no published number found",
+    ),
+    ResultEntry(
+        "sdca_source",
+        "trained",
+        "sdca",
+        "SDCA stage 1: CE + 0.75 Lovász-softmax on source images",
+        None,
+        "SDCA stage 1 (CE + 0.75 Lovász, single-level): not published",
+    ),
+    ResultEntry(
+        "sdca",
+        "trained",
+        "sdca",
+        "SDCA stage 3: semantic distribution-aware contrastive adaptation",
+        None,
+        "stage 3 alone: not published",
+    ),
+    ResultEntry(
+        "sdca_ssl",
+        "trained",
+        "sdca",
+        "SDCA after self-training on class-wise thresholded pseudo-labels",
+        52.9,
+        "SDCA after self-training, ResNet-101 (VGG-16: 47.3)",
+    ),
+    *(
+        ResultEntry(
+            f"{m}_frozen_bn",
+            "ablation",
+            "results",
+            f"{m} trained with every BatchNorm layer in eval mode: the loss alone",
+            compared=False,
+            of=m,
+            overrides={"train": {"bn_mode": "frozen"}},
+        )
+        for m in ("adaptsegnet_multi", "minent", "advent")
+    ),
+    ResultEntry(
+        "globallocal_all_pixels",
+        "ablation",
+        "globallocal",
+        "global-local whose local branch scores every pixel, as the paper preset does (slow on a CPU)",
+        compared=False,
+        of="globallocal",
+        overrides={"method": {"local_pixels": None}},
+    ),
+    *(
+        ResultEntry(
+            f"{m}_adabn",
+            "evaluated",
+            "results",
+            f"{m}'s final model with BatchNorm statistics re-estimated on target train: loss and statistics",
+            compared=False,
+            of=m,
+            how="adabn",
+        )
+        for m in ("adaptsegnet_multi", "advent")
+    ),
 )
 
 
-def catalogue_names(kind: Kind | None = None, chapter: str | None = None, compared: bool | None = None
-                    ) -> list[str]:
+def catalogue_names(kind: Kind | None = None, chapter: str | None = None, compared: bool | None = None) -> list[str]:
     """The catalogue's names in run order; only those of `kind`, of `chapter`, (not) `compared`, where given."""
     for key, value in (("kind", kind), ("chapter", chapter)):
         known = {getattr(e, key) for e in CATALOGUE.values()}
         if value is not None and value not in known:
             raise ValueError(f"no result of {key} {value!r}; expected one of {sorted(known)}")
-    return [n for n, e in CATALOGUE.items()
-            if kind in (None, e.kind) and chapter in (None, e.chapter) and compared in (None, e.compared)]
+    return [
+        n
+        for n, e in CATALOGUE.items()
+        if kind in (None, e.kind) and chapter in (None, e.chapter) and compared in (None, e.compared)
+    ]
 
 
 def published(name: str) -> tuple[float | None, str]:
@@ -133,8 +235,21 @@ def published(name: str) -> tuple[float | None, str]:
     return (None, "") if entry is None else (entry.published, entry.published_note)
 
 
-KEEP = ("method", "preset", "seed", "iters", "miou", "miou_by_classes", "per_class_iou", "classes", "checkpoint",
-        "wall_s", "device", "git", "best_on_target_val")
+KEEP = (
+    "method",
+    "preset",
+    "seed",
+    "iters",
+    "miou",
+    "miou_by_classes",
+    "per_class_iou",
+    "classes",
+    "checkpoint",
+    "wall_s",
+    "device",
+    "git",
+    "best_on_target_val",
+)
 
 
 def default_root() -> Path:
@@ -180,8 +295,16 @@ def summary(preset: str, methods: list[str] | None = None, root: str | Path | No
         if not recs:
             continue
         mean, std = _mean_std([r["miou"] for r in recs])
-        rows.append({"method": method, "miou_mean": mean, "miou_std": std, "seeds": len(recs),
-                     "iters": recs[0]["iters"], "wall_s": sum(r.get("wall_s", 0) for r in recs) / len(recs)})
+        rows.append(
+            {
+                "method": method,
+                "miou_mean": mean,
+                "miou_std": std,
+                "seeds": len(recs),
+                "iters": recs[0]["iters"],
+                "wall_s": sum(r.get("wall_s", 0) for r in recs) / len(recs),
+            }
+        )
     return rows
 
 
@@ -203,8 +326,14 @@ def paired_gain(preset: str, method: str, baseline: str = "source_only", root: s
     mean, std = _mean_std(list(gains.values()))
     spreads = [sd for sd in (_mean_std(list(v.values()))[1] for v in (ours, base)) if math.isfinite(sd)]
     spread = max(spreads, default=float("nan"))
-    return {"mean": mean, "std": std, "seeds": len(seeds), "per_seed": gains, "spread": spread,
-            "clears": len(seeds) > 1 and mean > spread}
+    return {
+        "mean": mean,
+        "std": std,
+        "seeds": len(seeds),
+        "per_seed": gains,
+        "spread": spread,
+        "clears": len(seeds) > 1 and mean > spread,
+    }
 
 
 def gap_recovered(miou: float, source_only: float, oracle: float) -> float:
@@ -214,8 +343,9 @@ def gap_recovered(miou: float, source_only: float, oracle: float) -> float:
 
 def format_summary(rows: list[dict]) -> str:
     lines = [f"{'method':<24} {'mIoU':>6} {'± std':>6} {'seeds':>5} {'iters':>6}"]
-    lines += [f"{r['method']:<24} {r['miou_mean']:6.1f} {r['miou_std']:6.1f} {r['seeds']:5d} {r['iters']:6d}"
-              for r in rows]
+    lines += [
+        f"{r['method']:<24} {r['miou_mean']:6.1f} {r['miou_std']:6.1f} {r['seeds']:5d} {r['iters']:6d}" for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -235,12 +365,20 @@ def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
         paper, note = published(m)
         r = ours.get(m)
         gain = None if r is None or m == "source_only" else paired_gain(preset, m, root=root)
-        rows.append({"method": m, "ours": None if r is None else r["miou_mean"],
-                     "std": None if r is None else r["miou_std"], "seeds": 0 if r is None else r["seeds"],
-                     "iters": None if r is None else r["iters"], "gain": gain,
-                     "gap": None if r is None or None in ends else gap_recovered(r["miou_mean"], *ends),
-                     "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
-                     "paper": paper, "paper_note": note})
+        rows.append(
+            {
+                "method": m,
+                "ours": None if r is None else r["miou_mean"],
+                "std": None if r is None else r["miou_std"],
+                "seeds": 0 if r is None else r["seeds"],
+                "iters": None if r is None else r["iters"],
+                "gain": gain,
+                "gap": None if r is None or None in ends else gap_recovered(r["miou_mean"], *ends),
+                "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
+                "paper": paper,
+                "paper_note": note,
+            }
+        )
     return rows
 
 
@@ -267,8 +405,13 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
     exceeds the seed-to-seed spread of either run. "gap" is the fraction of the source-only → oracle gap
     recovered, ours and published."""
     rows = results_rows(preset, methods, root)
-    lines = [(f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
-             f"{'paper':>5} {'gap':>5}  note"), "-" * 110]
+    lines = [
+        (
+            f"{'method':<24} {'ours (' + preset + ')':>13} {'seeds':>5} {'gain (paired)':>14} {'gap':>5}   "
+            f"{'paper':>5} {'gap':>5}  note"
+        ),
+        "-" * 110,
+    ]
     missing = []
     for r in rows:
         gain, gap = "", ""
@@ -286,10 +429,17 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
             gap = "" if r["gap"] is None else f"{100 * r['gap']:.0f}%"
         paper = "—" if r["paper"] is None else f"{r['paper']:.1f}"
         paper_gap = "" if r["paper_gap"] is None else f"{100 * r['paper_gap']:.0f}%"
-        lines.append(f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
-                     f"{r['paper_note']}")
-    lines += ["", ("gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
-              "spread); gap: share of the source-only → oracle gap recovered")]
+        lines.append(
+            f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
+            f"{r['paper_note']}"
+        )
+    lines += [
+        "",
+        (
+            "gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
+            "spread); gap: share of the source-only → oracle gap recovered"
+        ),
+    ]
     if missing:
         lines.append(f"not measured yet — run `udalib reproduce --preset {preset} --methods {' '.join(missing)}`")
     return "\n".join(lines)

@@ -24,9 +24,16 @@ STAGE_PREFIX = "stage:"
 def stage_config(cfg: RunConfig, method: str) -> RunConfig:
     """The config of the stage `method` that `cfg` starts from: same preset, data roots, backbone, seed, device."""
     t = cfg.train
-    stage = resolve(method, cfg.preset, dataset=None if cfg.preset == "quick" else cfg.data.source,
-                    data_root=cfg.data.source_root, target_root=cfg.data.target_root, backbone=t.backbone,
-                    seed=t.seed, device=t.device)
+    stage = resolve(
+        method,
+        cfg.preset,
+        dataset=cfg.data.source,
+        data_root=cfg.data.source_root,
+        target_root=cfg.data.target_root,
+        backbone=t.backbone,
+        seed=t.seed,
+        device=t.device,
+    )
     return cached_run(stage, method)
 
 
@@ -52,9 +59,15 @@ def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines")
     if not (out / THRESHOLDS_FILE).exists():
         stage = stage_config(cfg, method)
         device = resolve_device(stage.train.device)
-        generate_pseudo_labels(load_trained(ckpt, device), build_domains(stage).pseudo_label_loader(), out,
-                               num_classes=get_protocol(stage.data.protocol).num_classes,
-                               label_size=target_label_size(stage), device=device, overwrite=out.exists())
+        generate_pseudo_labels(
+            load_trained(ckpt, device),
+            build_domains(stage).pseudo_label_loader(),
+            out,
+            num_classes=get_protocol(stage.data.protocol).num_classes,
+            label_size=target_label_size(stage),
+            device=device,
+            overwrite=out.exists(),
+        )
     return out
 
 

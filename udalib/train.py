@@ -16,7 +16,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +31,6 @@ from .methods import build_method
 from .methods.base import Method
 from .models.checkpoints import read_checkpoint
 from .models.trained import build_segmenter, load_weights
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed helpers (torchrun): each rank draws its own batches; gradients are averaged before every step.
@@ -57,7 +55,7 @@ def _average_gradients(params: list[nn.Parameter], world: int) -> None:
     flat /= world
     offset = 0
     for g in grads:
-        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 
@@ -77,8 +75,16 @@ def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 def git_revision() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -106,8 +112,11 @@ class Cadence:
 
     def due(self, done: int) -> tuple[bool, bool, bool]:
         end = done == self.last
-        return (end or done % self.log_every == 0, end or done % self.checkpoint_every == 0,
-                end or done % self.eval_every == 0)
+        return (
+            end or done % self.log_every == 0,
+            end or done % self.checkpoint_every == 0,
+            end or done % self.eval_every == 0,
+        )
 
 
 class Trainer:
@@ -131,8 +140,12 @@ class Trainer:
             "aux_optimizers": [o.state_dict() for o in method.aux_optimizers()],
             "method": method.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": _py_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": _np_state(),
+                "python": _py_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
             "config": json.dumps(self.cfg.to_dict(), default=str),
             "num_classes": self.protocol.num_classes,
             "backbone": self.cfg.train.backbone,
@@ -155,8 +168,10 @@ class Trainer:
         cfg, t, device = self.cfg, self.cfg.train, self.device
         resume = self._resume_path()
         if resume is None and self._existing_checkpoints() and not cfg.overwrite:
-            raise FileExistsError(f"{self.out_dir} already holds checkpoints of a run; pass resume='auto' to "
-                                  "continue it, overwrite=True to start over beside them, or another out_dir")
+            raise FileExistsError(
+                f"{self.out_dir} already holds checkpoints of a run; pass resume='auto' to "
+                "continue it, overwrite=True to start over beside them, or another out_dir"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(self.cfg.describe())
         _seed_everything(t.seed)  # the same initial weights on every DDP rank
@@ -169,11 +184,18 @@ class Trainer:
         model = model.to(device)
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        method = build_method(cfg.method, cfg.method_cfg, self.protocol.num_classes,
-                              feature_dim=model.feature_channels, total_iters=t.iters).to(device)
+        method = build_method(
+            cfg.method,
+            cfg.method_cfg,
+            self.protocol.num_classes,
+            feature_dim=model.feature_channels,
+            total_iters=t.iters,
+        ).to(device)
         _seed_everything(t.seed + self.rank)  # ranks draw different augmentations
-        groups = [{"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
-                  for g in model.parameter_groups(t.head_lr_mult)]
+        groups = [
+            {"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
+            for g in model.parameter_groups(t.head_lr_mult)
+        ]
         opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         optimizers = [opt, *method.aux_optimizers()]
         amp_dtype = _autocast_dtype(t.amp, device)
@@ -187,8 +209,11 @@ class Trainer:
             method.prepare(model, domains.labelled_eval_loader(), device)
 
         labelled = domains.labelled_stream(t.batch_source, seed=t.seed * 7 + self.rank, start_step=start * t.accum)
-        target = (domains.target_stream(t.batch_target, seed=t.seed * 13 + self.rank, start_step=start * t.accum)
-                  if method.uses_target else None)
+        target = (
+            domains.target_stream(t.batch_target, seed=t.seed * 13 + self.rank, start_step=start * t.accum)
+            if method.uses_target
+            else None
+        )
         params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
 
         def backward(loss: Tensor) -> None:
@@ -232,18 +257,34 @@ class Trainer:
 
     def evaluate(self, model: nn.Module, domains) -> EvalResult:
         amp = _autocast_dtype(self.cfg.train.amp, self.device)
-        return evaluate(model, domains.target_val_loader(rank=self.rank, world=self.world), self.protocol,
-                        device=self.device, amp_dtype=amp)
+        return evaluate(
+            model,
+            domains.target_val_loader(rank=self.rank, world=self.world),
+            self.protocol,
+            device=self.device,
+            amp_dtype=amp,
+        )
 
     def metrics(self, result: TrainResult) -> dict:
         """The run's metrics record (results-file format of ARCHITECTURE.md, plus provenance)."""
         final = result.final
-        rec = {"method": self.cfg.method, "preset": self.cfg.preset, "seed": self.cfg.train.seed,
-               "iters": self.cfg.train.iters, **final.to_json(), "checkpoint": "last",
-               "wall_s": round(result.wall_s, 1), "device": self.device.type, "git": git_revision(),
-               "best_on_target_val": {"step": result.best[0], "miou": result.best[1].main_miou,
-                                      "note": "selected on the target val set (oracle model selection)"},
-               "evals": result.evals}
+        rec = {
+            "method": self.cfg.method,
+            "preset": self.cfg.preset,
+            "seed": self.cfg.train.seed,
+            "iters": self.cfg.train.iters,
+            **final.to_json(),
+            "checkpoint": "last",
+            "wall_s": round(result.wall_s, 1),
+            "device": self.device.type,
+            "git": git_revision(),
+            "best_on_target_val": {
+                "step": result.best[0],
+                "miou": result.best[1].main_miou,
+                "note": "selected on the target val set (oracle model selection)",
+            },
+            "evals": result.evals,
+        }
         if self.device.type == "cuda":
             rec["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         return rec

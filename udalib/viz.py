@@ -66,14 +66,16 @@ def _off(ax) -> None:
     ax.set_yticks([])
 
 
-def class_legend(fig: Figure, protocol: Protocol = CITYSCAPES19, present: Iterable[int] | None = None,
-                 ncol: int = 10) -> None:
+def class_legend(
+    fig: Figure, protocol: Protocol = CITYSCAPES19, present: Iterable[int] | None = None, ncol: int = 10
+) -> None:
     """Add a colour legend of the classes (those in `present`, or all) below the figure."""
     from matplotlib.patches import Patch
 
     ids = sorted(set(present)) if present is not None else range(protocol.num_classes)
-    handles = [Patch(color=protocol.palette[i] / 255, label=protocol.classes[i]) for i in ids
-               if i < protocol.num_classes]
+    handles = [
+        Patch(color=protocol.palette[i] / 255, label=protocol.classes[i]) for i in ids if i < protocol.num_classes
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=7, frameon=False)
 
 
@@ -93,8 +95,13 @@ def show_source(*objects) -> object:
 # The data chapter: samples, class frequencies, colour statistics, camera height
 
 
-def show_samples(source: Sequence, target: Sequence, protocol: Protocol = CITYSCAPES19,
-                 normalization: str = "imagenet_rgb", alpha: float = 0.5) -> Figure:
+def show_samples(
+    source: Sequence,
+    target: Sequence,
+    protocol: Protocol = CITYSCAPES19,
+    normalization: str = "imagenet_rgb",
+    alpha: float = 0.5,
+) -> Figure:
     """Rows of image | colourised label | overlay, source samples first, then target samples.
 
     `source`, `target`: sequences of dataset items ``(image, label, meta)`` (image as network input or uint8 RGB).
@@ -106,8 +113,13 @@ def show_samples(source: Sequence, target: Sequence, protocol: Protocol = CITYSC
     for r, (domain, item) in enumerate(rows):
         image, label = to_rgb(item[0], normalization), as_numpy_label(item[1])
         present |= set(np.unique(label).tolist())
-        for c, (pic, name) in enumerate([(image, "image"), (colorize(label, protocol), "label"),
-                                         (overlay(image, label, protocol, alpha), "overlay")]):
+        for c, (pic, name) in enumerate(
+            [
+                (image, "image"),
+                (colorize(label, protocol), "label"),
+                (overlay(image, label, protocol, alpha), "overlay"),
+            ]
+        ):
             axes[r, c].imshow(pic, interpolation="nearest")
             _off(axes[r, c])
             if r == 0 or rows[r - 1][0] != domain:
@@ -124,8 +136,13 @@ def plot_class_frequencies(freqs: Mapping[str, np.ndarray], classes: Sequence[st
     x = np.arange(len(classes))
     width = 0.8 / len(freqs)
     for i, (name, f) in enumerate(freqs.items()):
-        ax.bar(x + (i - (len(freqs) - 1) / 2) * width, np.asarray(f) * 100, width, label=name,
-               color=DOMAIN_COLOURS.get(name))
+        ax.bar(
+            x + (i - (len(freqs) - 1) / 2) * width,
+            np.asarray(f) * 100,
+            width,
+            label=name,
+            color=DOMAIN_COLOURS.get(name),
+        )
     ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("% of labelled pixels")
     if log:
@@ -144,8 +161,13 @@ def plot_rgb_histograms(images: Mapping[str, Sequence[np.ndarray]], bins: int = 
         stack = np.concatenate([np.asarray(im).reshape(-1, 3) for im in imgs])
         for ch, ax in enumerate(axes):
             hist, _ = np.histogram(stack[:, ch], bins=edges, density=True)
-            ax.step(edges[:-1], hist, where="post", label=f"{name} (mean {stack[:, ch].mean():.0f})",
-                    color=DOMAIN_COLOURS.get(name))
+            ax.step(
+                edges[:-1],
+                hist,
+                where="post",
+                label=f"{name} (mean {stack[:, ch].mean():.0f})",
+                color=DOMAIN_COLOURS.get(name),
+            )
     for ch, ax in zip("RGB", axes):
         ax.set_title(f"{ch} channel")
         ax.set_xlabel("intensity")
@@ -175,8 +197,7 @@ def plot_row_histograms(rows: Mapping[str, Sequence[float]], xlabel: str = "row 
 # Evaluation pictures: confusion matrices, per-class IoU, overlays
 
 
-def plot_confusion(confusion: np.ndarray | Mapping[str, np.ndarray], classes: Sequence[str],
-                   title: str = "") -> Figure:
+def plot_confusion(confusion: np.ndarray | Mapping[str, np.ndarray], classes: Sequence[str], title: str = "") -> Figure:
     """Row-normalised confusion matrix (rows: ground truth, columns: prediction); a mapping draws one per entry."""
     mats = confusion if isinstance(confusion, Mapping) else {title: confusion}
     fig = _figure(5.2 * len(mats), 5.0)
@@ -203,8 +224,9 @@ def plot_iou_bars(runs: Mapping[str, Mapping[str, float]], classes: Sequence[str
     width = 0.8 / len(runs)
     for i, (name, iou) in enumerate(runs.items()):
         v = np.array([iou.get(c, np.nan) for c in classes], dtype=float)
-        ax.bar(x + (i - (len(runs) - 1) / 2) * width, np.nan_to_num(v), width,
-               label=f"{name} (mIoU {np.nanmean(v):.1f})")
+        ax.bar(
+            x + (i - (len(runs) - 1) / 2) * width, np.nan_to_num(v), width, label=f"{name} (mIoU {np.nanmean(v):.1f})"
+        )
     ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
@@ -212,8 +234,12 @@ def plot_iou_bars(runs: Mapping[str, Mapping[str, float]], classes: Sequence[str
     return fig
 
 
-def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                     preds: Mapping[str, Sequence[np.ndarray]], protocol: Protocol = CITYSCAPES19) -> Figure:
+def plot_predictions(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    preds: Mapping[str, Sequence[np.ndarray]],
+    protocol: Protocol = CITYSCAPES19,
+) -> Figure:
     """Rows of image | ground truth | one column per model's prediction (e.g. before / after adaptation)."""
     cols = ["image", "ground truth", *preds]
     fig = _figure(2.6 * len(cols), 1.45 * len(images) + 0.8)
@@ -236,8 +262,13 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 # Features: t-SNE of pixel representations, class-mean similarities
 
 
-def plot_tsne(samples: Mapping[str, PixelSample], protocol: Protocol = CITYSCAPES19, max_points: int = 1500,
-              seed: int = 0, title: str = "") -> Figure:
+def plot_tsne(
+    samples: Mapping[str, PixelSample],
+    protocol: Protocol = CITYSCAPES19,
+    max_points: int = 1500,
+    seed: int = 0,
+    title: str = "",
+) -> Figure:
     """Two panels of one t-SNE embedding (:func:`udalib.analysis.tsne_embed`) of pixel features: coloured by class,
     and by domain."""
     emb, labels, dom = tsne_embed(samples, max_points, seed)
@@ -248,8 +279,9 @@ def plot_tsne(samples: Mapping[str, PixelSample], protocol: Protocol = CITYSCAPE
     names = list(samples)
     for d, name in enumerate(names):
         m = dom == d
-        b.scatter(emb[m, 0], emb[m, 1], s=4, linewidths=0, alpha=0.6, label=name,
-                  color=DOMAIN_COLOURS.get(name, f"C{d}"))
+        b.scatter(
+            emb[m, 0], emb[m, 1], s=4, linewidths=0, alpha=0.6, label=name, color=DOMAIN_COLOURS.get(name, f"C{d}")
+        )
     b.legend(markerscale=4)
     b.set_title("coloured by domain", fontsize=9)
     for ax in (a, b):
@@ -284,8 +316,9 @@ def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[np.ndarra
     return np.array([r["step"] for r in rows]), np.array([r[key] for r in rows], dtype=float)
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None,
-                         ncols: int = 3) -> Figure:
+def plot_training_curves(
+    history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None, ncols: int = 3
+) -> Figure:
     """One small panel per logged quantity of ``TrainResult.history`` (default: every key but step and lr)."""
     keys = list(keys or sorted({k for r in history for k in r} - {"step", "lr"}))
     nrows = max(1, -(-len(keys) // ncols))
@@ -296,13 +329,17 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], keys: Sequence[
         ax.plot(x, y, marker=".", ms=3)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_visible(False)
     return fig
 
 
-def plot_discriminator_outputs(history: Sequence[Mapping[str, float]], levels: Sequence[str] = ("main", "aux"),
-                               prefix: str = "", title: str = "discriminator") -> Figure:
+def plot_discriminator_outputs(
+    history: Sequence[Mapping[str, float]],
+    levels: Sequence[str] = ("main", "aux"),
+    prefix: str = "",
+    title: str = "discriminator",
+) -> Figure:
     """Mean sigmoid output of each discriminator on source and target maps over training.
 
     Reads the keys ``{prefix}d_{level}_src_out`` and ``{prefix}d_{level}_tgt_out`` that the output-space methods
@@ -331,8 +368,14 @@ def plot_discriminator_outputs(history: Sequence[Mapping[str, float]], levels: S
 # Entropy (ADVENT) and pseudo-labels (SDCA)
 
 
-def plot_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarray], label: str = "",
-              cmap: str = "inferno", vmin: float = 0.0, vmax: float = 1.0) -> Figure:
+def plot_maps(
+    images: Sequence[np.ndarray],
+    maps: Mapping[str, np.ndarray],
+    label: str = "",
+    cmap: str = "inferno",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+) -> Figure:
     """Rows of image | one (B, H, W) map per entry of `maps` (each column titled with its mean)."""
     cols = ["image", *maps]
     fig = _figure(2.6 * len(cols), 1.45 * len(images) + 0.6)
@@ -363,16 +406,25 @@ def plot_class_values(values: Mapping[str, np.ndarray], classes: Sequence[str], 
     x = np.arange(len(classes))
     width = 0.8 / len(values)
     for i, (name, v) in enumerate(values.items()):
-        ax.bar(x + (i - (len(values) - 1) / 2) * width, np.nan_to_num(np.asarray(v, dtype=float)), width,
-               label=f"{name} (mean {np.nanmean(v):.3f})")
+        ax.bar(
+            x + (i - (len(values) - 1) / 2) * width,
+            np.nan_to_num(np.asarray(v, dtype=float)),
+            width,
+            label=f"{name} (mean {np.nanmean(v):.3f})",
+        )
     ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     return fig
 
 
-def plot_pseudo_labels(images: Sequence[np.ndarray], pseudo: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                       thresholds: Sequence[float], protocol: Protocol = CITYSCAPES19) -> Figure:
+def plot_pseudo_labels(
+    images: Sequence[np.ndarray],
+    pseudo: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    thresholds: Sequence[float],
+    protocol: Protocol = CITYSCAPES19,
+) -> Figure:
     """Rows of image | pseudo-label (void = black: below its class's threshold) | ground truth, and a bar
     chart of the class-wise thresholds."""
     n = len(images)
@@ -383,9 +435,13 @@ def plot_pseudo_labels(images: Sequence[np.ndarray], pseudo: Sequence[np.ndarray
         pl, gt = as_numpy_label(pseudo[r]), as_numpy_label(labels[r])
         kept = (pl != IGNORE_INDEX).mean()
         present |= set(np.unique(gt).tolist())
-        for c, (pic, name) in enumerate([(images[r], "target image"),
-                                         (colorize(pl, protocol), f"pseudo-label ({kept:.0%} kept)"),
-                                         (colorize(gt, protocol), "ground truth (unused)")]):
+        for c, (pic, name) in enumerate(
+            [
+                (images[r], "target image"),
+                (colorize(pl, protocol), f"pseudo-label ({kept:.0%} kept)"),
+                (colorize(gt, protocol), "ground truth (unused)"),
+            ]
+        ):
             ax = fig.add_subplot(grid[r, c])
             ax.imshow(pic, interpolation="nearest")
             _off(ax)

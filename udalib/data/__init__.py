@@ -10,8 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from udalib.data.base import (
-    CorruptFileError, DatasetNotFoundError, LabelFormatError, LabelMap, MissingLabelError, PairedDataset,
-    SizeMismatchWarning, UnknownLabelIdWarning,
+    CorruptFileError,
+    DatasetNotFoundError,
+    LabelFormatError,
+    LabelMap,
+    MissingLabelError,
+    PairedDataset,
+    SizeMismatchWarning,
+    UnknownLabelIdWarning,
 )
 from udalib.data.check import CheckReport, check_dataset, format_report
 from udalib.data.cityscapes import Cityscapes
@@ -19,7 +25,14 @@ from udalib.data.crosscity import CrossCity
 from udalib.data.folder import FolderPair
 from udalib.data.gta5 import GTA5
 from udalib.data.labels import (
-    CITYSCAPES19, CROSSCITY13, IGNORE_INDEX, SYNTHIA13, SYNTHIA16, Protocol, colorize, get_protocol,
+    CITYSCAPES19,
+    CROSSCITY13,
+    IGNORE_INDEX,
+    SYNTHIA13,
+    SYNTHIA16,
+    Protocol,
+    colorize,
+    get_protocol,
 )
 from udalib.data.sampling import ClassBalancedSampler, class_presence
 from udalib.data.synthia import SYNTHIA
@@ -33,8 +46,9 @@ def _no_split(name: str, split: str | None) -> None:
         raise ValueError(f"{name} has no official splits (got split={split!r}); select images with list_file=")
 
 
-def build_dataset(name: str, root: str | Path, split: str | None = None, transform=None,
-                  protocol: Protocol | str | None = None, **kw) -> PairedDataset:
+def build_dataset(
+    name: str, root: str | Path, split: str | None = None, transform=None, protocol: Protocol | str | None = None, **kw
+) -> PairedDataset:
     """Build a dataset by name: "gta5", "cityscapes", "synthia", "crosscity" or "folder".
 
     split: Cityscapes "train"/"val", Cross-City "train"/"test" (with ``city=``); GTA5 and SYNTHIA take None (or
@@ -65,9 +79,36 @@ def build_dataset(name: str, root: str | Path, split: str | None = None, transfo
 
 
 __all__ = [
-    "CITYSCAPES19", "CROSSCITY13", "DATASETS", "GTA5", "IGNORE_INDEX", "SYNTHIA", "SYNTHIA13", "SYNTHIA16",
-    "CheckReport", "Cityscapes", "ClassBalancedSampler", "CorruptFileError", "CrossCity", "DatasetNotFoundError",
-    "FolderPair", "LabelFormatError", "LabelMap", "MissingLabelError", "Normalize", "PairedDataset", "Protocol",
-    "SizeMismatchWarning", "UnknownLabelIdWarning", "build_dataset", "check_dataset", "class_presence", "colorize",
-    "denormalize", "eval_transform", "format_report", "get_protocol", "train_transform",
+    "CITYSCAPES19",
+    "CROSSCITY13",
+    "DATASETS",
+    "GTA5",
+    "IGNORE_INDEX",
+    "SYNTHIA",
+    "SYNTHIA13",
+    "SYNTHIA16",
+    "CheckReport",
+    "Cityscapes",
+    "ClassBalancedSampler",
+    "CorruptFileError",
+    "CrossCity",
+    "DatasetNotFoundError",
+    "FolderPair",
+    "LabelFormatError",
+    "LabelMap",
+    "MissingLabelError",
+    "Normalize",
+    "PairedDataset",
+    "Protocol",
+    "SizeMismatchWarning",
+    "UnknownLabelIdWarning",
+    "build_dataset",
+    "check_dataset",
+    "class_presence",
+    "colorize",
+    "denormalize",
+    "eval_transform",
+    "format_report",
+    "get_protocol",
+    "train_transform",
 ]

@@ -24,7 +24,7 @@ from udalib.data.labels import IGNORE_INDEX, Protocol
 from udalib.data.transforms import ToTensor, resize_label
 
 #: Every id of the official Cityscapes labelIds encoding (0..33; license plate's -1 is stored as 255 in uint8).
-CITYSCAPES_KNOWN_IDS: frozenset[int] = frozenset(l.id % 256 for l in _cs.labels)
+CITYSCAPES_KNOWN_IDS: frozenset[int] = frozenset(lab.id % 256 for lab in _cs.labels)
 
 Transform = Callable[[Image.Image, np.ndarray], tuple[Tensor, Tensor]]
 
@@ -105,9 +105,11 @@ def scan_same_names(image_dir: Path, label_dir: Path, dataset: str, root: Path, 
     require_images(images, image_dir, dataset, root, layout)
     labels = {p.name for p in label_dir.glob("*.png")}
     pairs = [Sample(image_dir / n, label_dir / n, n) for n in images]
-    return PairScan(samples=[s for s in pairs if s.name in labels],
-                    missing=[s for s in pairs if s.name not in labels],
-                    labels_without_images=sorted(labels - set(images)))
+    return PairScan(
+        samples=[s for s in pairs if s.name in labels],
+        missing=[s for s in pairs if s.name not in labels],
+        labels_without_images=sorted(labels - set(images)),
+    )
 
 
 def read_list_file(list_file: str | Path) -> list[str]:
@@ -129,13 +131,17 @@ def select_listed(scan: PairScan, list_file: str | Path | None, where: str) -> P
     by_name = {s.name: s for s in scan.samples + scan.missing}
     absent = [n for n in names if n not in by_name]
     if absent:
-        raise DatasetNotFoundError(f"list file {list_file} names {len(absent)} images not found in {where}: "
-                                   f"{list_some(absent)}")
+        raise DatasetNotFoundError(
+            f"list file {list_file} names {len(absent)} images not found in {where}: {list_some(absent)}"
+        )
     listed = [by_name[n] for n in names]
     missing = {s.name for s in scan.missing}
-    return PairScan(samples=[s for s in listed if s.name not in missing],
-                    missing=[s for s in listed if s.name in missing],
-                    labels_without_images=scan.labels_without_images, labelled=scan.labelled)
+    return PairScan(
+        samples=[s for s in listed if s.name not in missing],
+        missing=[s for s in listed if s.name in missing],
+        labels_without_images=scan.labels_without_images,
+        labelled=scan.labelled,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -179,8 +185,10 @@ def read_label_ids(path: Path) -> np.ndarray:
         mode = im.mode
         ids = np.asarray(im) if mode in ("L", "P", "I;16", "I;16B", "I;16L", "I") else None
     if ids is None:
-        raise LabelFormatError(f"label {path} is a {mode} image: expected one channel of class ids "
-                               f"(a colour-coded label, such as Cityscapes' *_color.png, cannot be read as ids)")
+        raise LabelFormatError(
+            f"label {path} is a {mode} image: expected one channel of class ids "
+            f"(a colour-coded label, such as Cityscapes' *_color.png, cannot be read as ids)"
+        )
     return ids
 
 
@@ -253,8 +261,14 @@ class PairedDataset(Dataset):
     records stay in the worker processes: run ``udalib data check`` for a full scan.
     """
 
-    def __init__(self, scan: PairScan, label_map: LabelMap, protocol: Protocol, transform: Transform | None,
-                 read_raw_label: Callable[[Path], np.ndarray] = read_label_ids):
+    def __init__(
+        self,
+        scan: PairScan,
+        label_map: LabelMap,
+        protocol: Protocol,
+        transform: Transform | None,
+        read_raw_label: Callable[[Path], np.ndarray] = read_label_ids,
+    ):
         if scan.missing:
             first = scan.missing[0]
             more = f" (and {len(scan.missing) - 1} more images without labels)" if len(scan.missing) > 1 else ""
@@ -295,16 +309,23 @@ class PairedDataset(Dataset):
             self.unknown_id_counts.update(unknown)
             if not self._warned_unknown:
                 self._warned_unknown = True
-                warnings.warn(f"{sample.label}: label ids {sorted(unknown)} are outside the "
-                              f"{self.label_map.table_name} table; mapped to 255 (ignored). Later files are counted "
-                              f"in .unknown_id_counts without a warning; `udalib data check` reports them all.",
-                              UnknownLabelIdWarning, stacklevel=3)
+                warnings.warn(
+                    f"{sample.label}: label ids {sorted(unknown)} are outside the "
+                    f"{self.label_map.table_name} table; mapped to 255 (ignored). Later files are counted "
+                    f"in .unknown_id_counts without a warning; `udalib data check` reports them all.",
+                    UnknownLabelIdWarning,
+                    stacklevel=3,
+                )
         if size is not None and label.shape[::-1] != tuple(size):
             lw, lh = label.shape[::-1]
             message = f"{sample.name}: image {size[0]}x{size[1]} vs label {lw}x{lh}"
             if not self.size_mismatches:
-                warnings.warn(f"image and label sizes differ ({message}); the label is nearest-resized to the image. "
-                              f"Further mismatches are listed in .size_mismatches.", SizeMismatchWarning, stacklevel=3)
+                warnings.warn(
+                    f"image and label sizes differ ({message}); the label is nearest-resized to the image. "
+                    f"Further mismatches are listed in .size_mismatches.",
+                    SizeMismatchWarning,
+                    stacklevel=3,
+                )
             self.size_mismatches.append(message)
             label = resize_label(label, (size[1], size[0]))
         return label

@@ -20,8 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from udalib.data.base import (
-    CorruptFileError, LabelFormatError, LabelMap, PairScan, cityscapes_label_map, image_size,
-    list_some, read_label_ids,
+    CorruptFileError,
+    LabelFormatError,
+    LabelMap,
+    PairScan,
+    cityscapes_label_map,
+    image_size,
+    list_some,
+    read_label_ids,
 )
 from udalib.data.cityscapes import scan_cityscapes
 from udalib.data.crosscity import crosscity_label_map, scan_crosscity
@@ -30,10 +36,14 @@ from udalib.data.gta5 import scan_gta5
 from udalib.data.labels import CITYSCAPES19, CROSSCITY13, IGNORE_INDEX, SYNTHIA16, Protocol, get_protocol
 from udalib.data.synthia import read_synthia_label, scan_synthia, synthia_label_map
 
-DISPLAY = {"gta5": "GTA5", "cityscapes": "Cityscapes", "synthia": "SYNTHIA", "crosscity": "Cross-City",
-           "folder": "folder"}
-DEFAULT_PROTOCOL = {"gta5": CITYSCAPES19, "cityscapes": CITYSCAPES19, "synthia": SYNTHIA16,
-                    "crosscity": CROSSCITY13}
+DISPLAY = {
+    "gta5": "GTA5",
+    "cityscapes": "Cityscapes",
+    "synthia": "SYNTHIA",
+    "crosscity": "Cross-City",
+    "folder": "folder",
+}
+DEFAULT_PROTOCOL = {"gta5": CITYSCAPES19, "cityscapes": CITYSCAPES19, "synthia": SYNTHIA16, "crosscity": CROSSCITY13}
 
 
 @dataclass
@@ -72,16 +82,22 @@ class CheckReport:
         return {c: (n / total if total else 0.0) for c, n in zip(self.classes, self.class_pixels)}
 
 
-def _open(root: Path, dataset: str, split: str | None, protocol: Protocol | None, city: str | None,
-          id_map) -> tuple[PairScan, LabelMap, Callable[[Path], np.ndarray], Protocol, str | None]:
+def _open(
+    root: Path, dataset: str, split: str | None, protocol: Protocol | None, city: str | None, id_map
+) -> tuple[PairScan, LabelMap, Callable[[Path], np.ndarray], Protocol, str | None]:
     """(scan, label map, raw-label reader, protocol, split) for one dataset name."""
     if id_map is not None and dataset not in ("crosscity", "folder"):
         raise ValueError("id_map applies to the crosscity and folder datasets only")
     if dataset == "folder":
         image_dir, label_dir, id_map = folder_root(root, id_map)
         table, classes = load_id_map(id_map, protocol.classes if protocol else None)
-        return (scan_folder(image_dir, label_dir), folder_label_map(table), read_label_ids,
-                Protocol("folder", classes), None)
+        return (
+            scan_folder(image_dir, label_dir),
+            folder_label_map(table),
+            read_label_ids,
+            Protocol("folder", classes),
+            None,
+        )
     protocol = protocol or DEFAULT_PROTOCOL[dataset]
     if dataset == "gta5":
         return scan_gta5(root), cityscapes_label_map(protocol), read_label_ids, protocol, None
@@ -96,8 +112,15 @@ def _open(root: Path, dataset: str, split: str | None, protocol: Protocol | None
     return scan_crosscity(root, city, split), crosscity_label_map(protocol, id_map), read_label_ids, protocol, split
 
 
-def check_dataset(root: str | Path, dataset: str, *, split: str | None = None, protocol: Protocol | str | None = None,
-                  city: str | None = None, id_map: dict[int, int] | str | Path | None = None) -> CheckReport:
+def check_dataset(
+    root: str | Path,
+    dataset: str,
+    *,
+    split: str | None = None,
+    protocol: Protocol | str | None = None,
+    city: str | None = None,
+    id_map: dict[int, int] | str | Path | None = None,
+) -> CheckReport:
     """Scan every file of a dataset ("gta5", "cityscapes", "synthia", "crosscity" or "folder") and report.
 
     split: Cityscapes "train" (default) or "val"; Cross-City "test" (default, labelled) or "train".
@@ -120,13 +143,21 @@ def check_dataset(root: str | Path, dataset: str, *, split: str | None = None, p
     _scan_files(report, scan, label_map, read_raw, protocol, synthia=dataset == "synthia")
     _summarise(report, label_map)
     if dataset == "crosscity" and id_map is None:
-        report.notes.append("the Cross-City label encoding is unverified: road, building, vegetation and sky should "
-                            "dominate the class table; if not, pass id_map")
+        report.notes.append(
+            "the Cross-City label encoding is unverified: road, building, vegetation and sky should "
+            "dominate the class table; if not, pass id_map"
+        )
     return report
 
 
-def _scan_files(report: CheckReport, scan: PairScan, label_map: LabelMap, read_raw: Callable[[Path], np.ndarray],
-                protocol: Protocol, synthia: bool) -> None:
+def _scan_files(
+    report: CheckReport,
+    scan: PairScan,
+    label_map: LabelMap,
+    read_raw: Callable[[Path], np.ndarray],
+    protocol: Protocol,
+    synthia: bool,
+) -> None:
     k = protocol.num_classes
     report.classes, report.labelled = protocol.classes, scan.labelled
     report.images_without_labels = [s.name for s in scan.missing]
@@ -184,8 +215,10 @@ def _summarise(report: CheckReport, label_map: LabelMap) -> None:
         shown = [f"id {i} ({n:,} px in {report.unknown_id_files[i]} files)" for i, n in report.unknown_ids.items()]
         p.append(f"label ids outside the {label_map.table_name} table (mapped to 255, ignored): {list_some(shown)}")
     if report.synthia_8bit:
-        p.append(f"SYNTHIA labels are 8-bit: they must be the 16-bit GT/LABELS PNGs, class id in channel 0 "
-                 f"({len(report.synthia_8bit)} files: {list_some(report.synthia_8bit)})")
+        p.append(
+            f"SYNTHIA labels are 8-bit: they must be the 16-bit GT/LABELS PNGs, class id in channel 0 "
+            f"({len(report.synthia_8bit)} files: {list_some(report.synthia_8bit)})"
+        )
     if report.unreadable:
         p.append(f"{len(report.unreadable)} files cannot be read: {list_some(report.unreadable)}")
     if not report.labelled:
@@ -216,8 +249,10 @@ def format_report(report: CheckReport) -> str:
         freq = report.class_frequencies
         total = sum(report.class_pixels) + report.ignored_pixels
         lines += ["", f"  {'id':>3}  {'class':<{width}}  {'pixels':>15}  {'share':>7}"]
-        lines += [f"  {i:>3}  {c:<{width}}  {n:>15,}  {100 * freq[c]:>6.2f}%"
-                  for i, (c, n) in enumerate(zip(report.classes, report.class_pixels))]
+        lines += [
+            f"  {i:>3}  {c:<{width}}  {n:>15,}  {100 * freq[c]:>6.2f}%"
+            for i, (c, n) in enumerate(zip(report.classes, report.class_pixels))
+        ]
         share = 100 * report.ignored_pixels / total if total else 0.0
         lines.append(f"  {255:>3}  {'ignore (255)':<{width}}  {report.ignored_pixels:>15,}  {share:>6.2f}%")
     if report.problems:

@@ -20,7 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from udalib.data.base import (
-    LabelMap, PairedDataset, PairScan, Sample, Transform, require_dir, require_images,
+    LabelMap,
+    PairedDataset,
+    PairScan,
+    Sample,
+    Transform,
+    require_dir,
+    require_images,
 )
 from udalib.data.folder import load_id_map
 from udalib.data.labels import CROSSCITY13, IGNORE_INDEX, Protocol
@@ -32,8 +38,19 @@ from udalib.data.labels import CROSSCITY13, IGNORE_INDEX, Protocol
 #: raw label id → class name; None marks a known id that is ignored (void, or a class outside the 13).
 CROSSCITY_ID_TABLE: dict[int, str | None] = {
     **{i: None for i in range(34)},
-    7: "road", 8: "sidewalk", 11: "building", 19: "traffic light", 20: "traffic sign", 21: "vegetation",
-    23: "sky", 24: "person", 25: "rider", 26: "car", 28: "bus", 32: "motorcycle", 33: "bicycle",
+    7: "road",
+    8: "sidewalk",
+    11: "building",
+    19: "traffic light",
+    20: "traffic sign",
+    21: "vegetation",
+    23: "sky",
+    24: "person",
+    25: "rider",
+    26: "car",
+    28: "bus",
+    32: "motorcycle",
+    33: "bicycle",
     255: None,
 }
 #: UNVERIFIED: a test label is "<image stem><suffix>.png" for the first suffix that exists.
@@ -44,8 +61,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 LAYOUT = "{root}/{city}/Images/Train/*, {root}/{city}/Images/Test/* and {root}/{city}/Labels/Test/*"
 
 
-def crosscity_label_map(protocol: Protocol = CROSSCITY13, id_map: dict[int, int] | str | Path | None = None
-                        ) -> LabelMap:
+def crosscity_label_map(
+    protocol: Protocol = CROSSCITY13, id_map: dict[int, int] | str | Path | None = None
+) -> LabelMap:
     """Raw Cross-City ids → `protocol`'s train ids, from CROSSCITY_ID_TABLE or an explicit `id_map`.
 
     id_map: {raw id: train id}, or a JSON file as for :class:`~udalib.data.folder.FolderPair` whose classes must be
@@ -98,7 +116,14 @@ class CrossCity(PairedDataset):
         rome = CrossCity("data/NTHU", "Rome", "test", eval_transform(size=(512, 1024), normalization="caffe_bgr"))
     """
 
-    def __init__(self, root: str | Path, city: str, split: str = "train", transform: Transform | None = None,
-                 protocol: Protocol = CROSSCITY13, id_map: dict[int, int] | str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        city: str,
+        split: str = "train",
+        transform: Transform | None = None,
+        protocol: Protocol = CROSSCITY13,
+        id_map: dict[int, int] | str | Path | None = None,
+    ):
         self.root, self.city, self.split = Path(root), city, split
         super().__init__(scan_crosscity(root, city, split), crosscity_label_map(protocol, id_map), protocol, transform)

@@ -37,8 +37,7 @@ def ensure_synthcity(cfg: RunConfig) -> Path:
         return Path(d.source_root)
     h, w = d.synthcity_size
     n_src, n_tr, n_val = d.synthcity_counts
-    spec = synthcity.SynthCitySpec(seed=0, height=h, width=w, n_source=n_src, n_target_train=n_tr,
-                                   n_target_val=n_val)
+    spec = synthcity.SynthCitySpec(seed=0, height=h, width=w, n_source=n_src, n_target_train=n_tr, n_target_val=n_val)
     return synthcity.ensure(d.source_root, spec)
 
 
@@ -68,8 +67,15 @@ class Domains:
         if balanced:
             base = ClassBalancedSampler(self._presence(ds), num_samples=len(ds), seed=seed)
             sampler = ResumableDraws(base, start_step * batch)
-        return infinite_loader(ds, batch, seed=seed, start_step=start_step, num_workers=self.cfg.data.num_workers,
-                               sampler=sampler, pin_memory=torch.cuda.is_available())
+        return infinite_loader(
+            ds,
+            batch,
+            seed=seed,
+            start_step=start_step,
+            num_workers=self.cfg.data.num_workers,
+            sampler=sampler,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def _presence(self, ds: Dataset) -> np.ndarray:
         """Which classes each labelled image contains, scanned once and cached beside the other caches."""
@@ -98,8 +104,12 @@ class Domains:
         """Target train at the network's input size, in order, for pseudo-labelling (labels unused)."""
         d = self.cfg.data
         target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
-        ds = Cityscapes(target_root, "train", eval_transform(size=d.target_size, normalization=d.normalization),
-                        protocol=get_protocol(d.protocol))
+        ds = Cityscapes(
+            target_root,
+            "train",
+            eval_transform(size=d.target_size, normalization=d.normalization),
+            protocol=get_protocol(d.protocol),
+        )
         return DataLoader(ds, batch_size=batch, shuffle=False, num_workers=d.num_workers)
 
     def target_val_loader(self, *, rank: int = 0, world: int = 1, batch: int = 4) -> DataLoader:
@@ -125,8 +135,11 @@ def build_domains(cfg: RunConfig) -> Domains:
     if d.labelled not in ("source", "target"):
         raise ValueError(f"DataConfig.labelled must be 'source' or 'target', got {d.labelled!r}")
     if d.labelled == "target":  # the oracle (target GT) or self-training (target pseudo-labels)
-        lab_tf = (train_transform(size=None, normalization=norm, scale=(0.5, 1.5), crop=d.target_size, flip=True)
-                  if d.labelled_scale_crop else tgt_tf)
+        lab_tf = (
+            train_transform(size=None, normalization=norm, scale=(0.5, 1.5), crop=d.target_size, flip=True)
+            if d.labelled_scale_crop
+            else tgt_tf
+        )
         labelled = Cityscapes(target_root, "train", lab_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
         plain = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
     elif d.source in ("synthcity", "gta5"):

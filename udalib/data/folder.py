@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from udalib.data.base import (
-    LabelMap, PairedDataset, PairScan, Sample, Transform, require_dir, require_images,
+    LabelMap,
+    PairedDataset,
+    PairScan,
+    Sample,
+    Transform,
+    require_dir,
+    require_images,
 )
 from udalib.data.labels import IGNORE_INDEX, Protocol
 
@@ -25,8 +31,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ROOT_LAYOUT = "{root}/images/*, {root}/labels/<same stem>.png and {root}/id_map.json"
 
 
-def folder_root(root: str | Path, id_map: dict[int, int] | str | Path | None = None
-                ) -> tuple[Path, Path | None, dict[int, int] | Path]:
+def folder_root(
+    root: str | Path, id_map: dict[int, int] | str | Path | None = None
+) -> tuple[Path, Path | None, dict[int, int] | Path]:
     """(image dir, label dir or None when absent, id map) of a root laid out as ROOT_LAYOUT."""
     root = Path(root)
     require_dir(root / "images", "folder dataset", root, ROOT_LAYOUT.format(root=root))
@@ -34,14 +41,17 @@ def folder_root(root: str | Path, id_map: dict[int, int] | str | Path | None = N
     return root / "images", label_dir, id_map if id_map is not None else root / "id_map.json"
 
 
-def load_id_map(id_map: dict[int, int] | str | Path,
-                classes: Sequence[str] | None = None) -> tuple[dict[int, int], tuple[str, ...]]:
+def load_id_map(
+    id_map: dict[int, int] | str | Path, classes: Sequence[str] | None = None
+) -> tuple[dict[int, int], tuple[str, ...]]:
     """({raw id: train id}, class names) from a dict plus `classes`, or from a JSON file {"classes", "id_map"}."""
     if isinstance(id_map, (str, Path)):
         path = Path(id_map)
         if not path.is_file():
-            raise FileNotFoundError(f"id map {path} does not exist: expected a JSON file "
-                                    f'{{"classes": [...], "id_map": {{"raw id": train id}}}}')
+            raise FileNotFoundError(
+                f"id map {path} does not exist: expected a JSON file "
+                f'{{"classes": [...], "id_map": {{"raw id": train id}}}}'
+            )
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or not {"classes", "id_map"} <= data.keys():
             raise ValueError(f'id map {path} must hold {{"classes": [...], "id_map": {{"raw id": train id}}}}')
@@ -77,9 +87,11 @@ def scan_folder(image_dir: str | Path, label_dir: str | Path | None) -> PairScan
     require_dir(label_dir, "label folder", label_dir, layout)
     labels = {p.stem for p in label_dir.glob("*.png")}
     pairs = [Sample(p, label_dir / f"{p.stem}.png", p.name) for p in images]
-    return PairScan(samples=[s for s in pairs if s.image.stem in labels],
-                    missing=[s for s in pairs if s.image.stem not in labels],
-                    labels_without_images=sorted(f"{s}.png" for s in labels - {p.stem for p in images}))
+    return PairScan(
+        samples=[s for s in pairs if s.image.stem in labels],
+        missing=[s for s in pairs if s.image.stem not in labels],
+        labels_without_images=sorted(f"{s}.png" for s in labels - {p.stem for p in images}),
+    )
 
 
 class FolderPair(PairedDataset):
@@ -95,17 +107,28 @@ class FolderPair(PairedDataset):
     Palette colours (``protocol.palette``) exist only for Cityscapes class names.
     """
 
-    def __init__(self, image_dir: str | Path, label_dir: str | Path | None, id_map: dict[int, int] | str | Path,
-                 transform: Transform | None = None, classes: Sequence[str] | None = None):
+    def __init__(
+        self,
+        image_dir: str | Path,
+        label_dir: str | Path | None,
+        id_map: dict[int, int] | str | Path,
+        transform: Transform | None = None,
+        classes: Sequence[str] | None = None,
+    ):
         table, classes = load_id_map(id_map, classes)
         self.id_map = table
-        super().__init__(scan_folder(image_dir, label_dir), folder_label_map(table),
-                         Protocol("folder", classes), transform)
+        super().__init__(
+            scan_folder(image_dir, label_dir), folder_label_map(table), Protocol("folder", classes), transform
+        )
 
     @classmethod
-    def from_root(cls, root: str | Path, transform: Transform | None = None,
-                  id_map: dict[int, int] | str | Path | None = None,
-                  classes: Sequence[str] | None = None) -> FolderPair:
+    def from_root(
+        cls,
+        root: str | Path,
+        transform: Transform | None = None,
+        id_map: dict[int, int] | str | Path | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> FolderPair:
         """Read ``<root>/images``, ``<root>/labels`` (optional) and ``<root>/id_map.json`` (unless `id_map` given)."""
         image_dir, label_dir, id_map = folder_root(root, id_map)
         return cls(image_dir, label_dir, id_map, transform, classes)

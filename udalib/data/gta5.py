@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from udalib.data.base import (
-    PairedDataset, PairScan, Transform, cityscapes_label_map, scan_same_names, select_listed,
+    PairedDataset,
+    PairScan,
+    Transform,
+    cityscapes_label_map,
+    scan_same_names,
+    select_listed,
 )
 from udalib.data.labels import CITYSCAPES19, Protocol
 
@@ -33,7 +38,12 @@ class GTA5(PairedDataset):
         image, label, meta = ds[0]   # (3, 720, 1280) float32, (720, 1280) int64, {"name": "00001.png", ...}
     """
 
-    def __init__(self, root: str | Path, transform: Transform | None = None, protocol: Protocol = CITYSCAPES19,
-                 list_file: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Transform | None = None,
+        protocol: Protocol = CITYSCAPES19,
+        list_file: str | Path | None = None,
+    ):
         self.root = Path(root)
         super().__init__(scan_gta5(root, list_file), cityscapes_label_map(protocol), protocol, transform)

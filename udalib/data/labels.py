@@ -14,20 +14,33 @@ from cityscapesscripts.helpers import labels as _cs
 
 from ..config import IGNORE_INDEX
 
-_CS_TRAIN = sorted((l for l in _cs.labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)
+_CS_TRAIN = sorted((lab for lab in _cs.labels if 0 <= lab.trainId < 255), key=lambda lab: lab.trainId)
 
 #: The 19 Cityscapes training classes, in train-id order.
-CITYSCAPES_CLASSES: tuple[str, ...] = tuple(l.name for l in _CS_TRAIN)
+CITYSCAPES_CLASSES: tuple[str, ...] = tuple(lab.name for lab in _CS_TRAIN)
 #: The official RGB palette, in train-id order.
-CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = tuple(tuple(l.color) for l in _CS_TRAIN)
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = tuple(tuple(lab.color) for lab in _CS_TRAIN)
 #: Cityscapes labelId of each train class (used by writers that emit the labelIds encoding).
-CITYSCAPES_LABEL_IDS: tuple[int, ...] = tuple(l.id for l in _CS_TRAIN)
+CITYSCAPES_LABEL_IDS: tuple[int, ...] = tuple(lab.id for lab in _CS_TRAIN)
 
 #: SYNTHIA-RAND-CITYSCAPES raw id → class name, for the 16 shared classes (valeo.ai DADA table).
 SYNTHIA_ID_TO_NAME: dict[int, str] = {
-    3: "road", 4: "sidewalk", 2: "building", 21: "wall", 5: "fence", 7: "pole", 15: "traffic light",
-    9: "traffic sign", 6: "vegetation", 1: "sky", 10: "person", 17: "rider", 8: "car", 19: "bus",
-    12: "motorcycle", 11: "bicycle",
+    3: "road",
+    4: "sidewalk",
+    2: "building",
+    21: "wall",
+    5: "fence",
+    7: "pole",
+    15: "traffic light",
+    9: "traffic sign",
+    6: "vegetation",
+    1: "sky",
+    10: "person",
+    17: "rider",
+    8: "car",
+    19: "bus",
+    12: "motorcycle",
+    11: "bicycle",
 }
 #: Raw SYNTHIA ids of the three classes that only the 19-class table uses.
 SYNTHIA_EXTRA_19 = {16: "terrain", 18: "truck", 20: "train"}
@@ -37,8 +50,19 @@ SYNTHIA16_CLASSES: tuple[str, ...] = tuple(c for c in CITYSCAPES_CLASSES if c no
 SYNTHIA13_CLASSES: tuple[str, ...] = tuple(c for c in SYNTHIA16_CLASSES if c not in ("wall", "fence", "pole"))
 #: NTHU Cross-City: the 13 classes shared with Cityscapes.
 CROSSCITY_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "traffic light", "traffic sign", "vegetation", "sky",
-    "person", "rider", "car", "bus", "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "bus",
+    "motorcycle",
+    "bicycle",
 )
 
 
@@ -70,7 +94,7 @@ class Protocol:
     def cityscapes_lut(self) -> np.ndarray:
         """(256,) uint8: Cityscapes/GTA5 labelId → this protocol's train id (255 elsewhere)."""
         index = {c: i for i, c in enumerate(self.classes)}
-        return _lut({l.id: index[l.name] for l in _CS_TRAIN if l.name in index})
+        return _lut({lab.id: index[lab.name] for lab in _CS_TRAIN if lab.name in index})
 
     @cached_property
     def synthia_lut(self) -> np.ndarray:

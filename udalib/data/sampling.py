@@ -52,8 +52,9 @@ class ClassBalancedSampler(Sampler[int]):
     seed: the draws of the e-th iteration over the sampler depend only on (seed, e), so runs are reproducible.
     """
 
-    def __init__(self, label_index: Sequence[set[int]] | np.ndarray, num_samples: int, sub_epoch: int = 3000,
-                 seed: int = 0):
+    def __init__(
+        self, label_index: Sequence[set[int]] | np.ndarray, num_samples: int, sub_epoch: int = 3000, seed: int = 0
+    ):
         self.presence = _as_presence(label_index)
         self.per_class = [np.flatnonzero(col) for col in self.presence.T]
         if not any(len(ix) for ix in self.per_class):

@@ -73,11 +73,27 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
-def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int, start_step: int, num_workers: int,
-                    sampler: Sampler | None = None, pin_memory: bool = False) -> Iterator[Batch]:
+def infinite_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    seed: int,
+    start_step: int,
+    num_workers: int,
+    sampler: Sampler | None = None,
+    pin_memory: bool = False,
+) -> Iterator[Batch]:
     """Batches of `dataset` forever, from batch `start_step` of the stream (uniform unless `sampler` is given)."""
     sampler = sampler or StepSampler(len(dataset), seed, start_step * batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                        pin_memory=pin_memory, worker_init_fn=_seed_worker, persistent_workers=num_workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=True,
+        pin_memory=pin_memory,
+        worker_init_fn=_seed_worker,
+        persistent_workers=num_workers > 0,
+    )
     for image, label, meta in loader:
         yield Batch(image, label, meta)

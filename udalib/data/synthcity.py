@@ -65,19 +65,45 @@ class DomainStyle:
 
 
 _GAME_PALETTE = {
-    "road": (95, 95, 100), "sidewalk": (200, 170, 150), "building": (160, 90, 60), "wall": (210, 200, 120),
-    "fence": (150, 120, 80), "pole": (60, 60, 60), "traffic light": (40, 40, 30), "traffic sign": (240, 220, 30),
-    "vegetation": (40, 170, 40), "terrain": (140, 200, 70), "sky": (90, 170, 250), "person": (230, 60, 60),
-    "rider": (250, 120, 30), "car": (30, 60, 220), "truck": (200, 200, 210), "bus": (250, 200, 0),
-    "train": (170, 40, 170), "motorcycle": (20, 20, 120), "bicycle": (0, 200, 200),
+    "road": (95, 95, 100),
+    "sidewalk": (200, 170, 150),
+    "building": (160, 90, 60),
+    "wall": (210, 200, 120),
+    "fence": (150, 120, 80),
+    "pole": (60, 60, 60),
+    "traffic light": (40, 40, 30),
+    "traffic sign": (240, 220, 30),
+    "vegetation": (40, 170, 40),
+    "terrain": (140, 200, 70),
+    "sky": (90, 170, 250),
+    "person": (230, 60, 60),
+    "rider": (250, 120, 30),
+    "car": (30, 60, 220),
+    "truck": (200, 200, 210),
+    "bus": (250, 200, 0),
+    "train": (170, 40, 170),
+    "motorcycle": (20, 20, 120),
+    "bicycle": (0, 200, 200),
 }
 # The "real" palette is the game's under a global colour-temperature and desaturation change, plus per-class
 # changes a game artist would not make (duller buildings, darker vegetation, paler sky, muted vehicles).
 _REAL_SHIFT = {
-    "building": (135, 110, 95), "vegetation": (60, 130, 55), "sky": (150, 185, 220), "person": (170, 70, 80),
-    "car": (60, 80, 160), "bus": (200, 150, 40), "truck": (160, 160, 150), "terrain": (130, 160, 80),
-    "sidewalk": (170, 160, 155), "wall": (180, 170, 130), "fence": (130, 110, 85), "rider": (180, 110, 60),
-    "traffic sign": (220, 210, 90), "bicycle": (40, 150, 150), "train": (140, 70, 130), "motorcycle": (50, 50, 100),
+    "building": (135, 110, 95),
+    "vegetation": (60, 130, 55),
+    "sky": (150, 185, 220),
+    "person": (170, 70, 80),
+    "car": (60, 80, 160),
+    "bus": (200, 150, 40),
+    "truck": (160, 160, 150),
+    "terrain": (130, 160, 80),
+    "sidewalk": (170, 160, 155),
+    "wall": (180, 170, 130),
+    "fence": (130, 110, 85),
+    "rider": (180, 110, 60),
+    "traffic sign": (220, 210, 90),
+    "bicycle": (40, 150, 150),
+    "train": (140, 70, 130),
+    "motorcycle": (50, 50, 100),
 }
 
 
@@ -93,32 +119,93 @@ def _real_palette() -> dict[str, tuple[int, int, int]]:
 
 
 SOURCE_STYLE = DomainStyle(
-    name="source", camera_height=2.2, horizon=0.38,
-    object_rate={"car": 5.0, "truck": 1.2, "bus": 0.8, "train": 0.25, "person": 1.5, "rider": 0.4,
-                 "bicycle": 0.4, "motorcycle": 0.6, "pole": 4.0, "traffic light": 1.2, "traffic sign": 1.5,
-                 "vegetation": 2.0, "wall": 0.8, "fence": 0.8},
-    palette=_GAME_PALETTE, colour_jitter=0.10, texture=0.0, lighting=0.0, blur=0.0, noise=0.0,
+    name="source",
+    camera_height=2.2,
+    horizon=0.38,
+    object_rate={
+        "car": 5.0,
+        "truck": 1.2,
+        "bus": 0.8,
+        "train": 0.25,
+        "person": 1.5,
+        "rider": 0.4,
+        "bicycle": 0.4,
+        "motorcycle": 0.6,
+        "pole": 4.0,
+        "traffic light": 1.2,
+        "traffic sign": 1.5,
+        "vegetation": 2.0,
+        "wall": 0.8,
+        "fence": 0.8,
+    },
+    palette=_GAME_PALETTE,
+    colour_jitter=0.10,
+    texture=0.0,
+    lighting=0.0,
+    blur=0.0,
+    noise=0.0,
 )
 TARGET_STYLE = DomainStyle(
-    name="target", camera_height=1.4, horizon=0.46,
-    object_rate={"car": 3.5, "truck": 0.5, "bus": 0.5, "train": 0.15, "person": 4.0, "rider": 1.0,
-                 "bicycle": 1.5, "motorcycle": 0.4, "pole": 5.0, "traffic light": 1.5, "traffic sign": 2.0,
-                 "vegetation": 4.0, "wall": 1.0, "fence": 1.2},
-    palette=_real_palette(), colour_jitter=0.06, texture=0.05, lighting=0.25, blur=0.7, noise=0.025,
+    name="target",
+    camera_height=1.4,
+    horizon=0.46,
+    object_rate={
+        "car": 3.5,
+        "truck": 0.5,
+        "bus": 0.5,
+        "train": 0.15,
+        "person": 4.0,
+        "rider": 1.0,
+        "bicycle": 1.5,
+        "motorcycle": 0.4,
+        "pole": 5.0,
+        "traffic light": 1.5,
+        "traffic sign": 2.0,
+        "vegetation": 4.0,
+        "wall": 1.0,
+        "fence": 1.2,
+    },
+    palette=_real_palette(),
+    colour_jitter=0.06,
+    texture=0.05,
+    lighting=0.25,
+    blur=0.7,
+    noise=0.025,
 )
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
 
 # Object sizes in metres: (width, height); a sprite's parts are boxes/ellipses in its unit square.
 _SIZES = {
-    "car": (4.2, 1.5), "truck": (2.6, 3.4), "bus": (10.0, 3.2), "train": (24.0, 3.8), "person": (0.6, 1.75),
-    "rider": (0.7, 1.8), "bicycle": (1.7, 1.0), "motorcycle": (2.0, 1.1), "pole": (0.25, 6.0),
-    "traffic light": (0.5, 5.0), "traffic sign": (0.8, 3.0), "vegetation": (3.5, 6.0), "wall": (9.0, 1.6),
+    "car": (4.2, 1.5),
+    "truck": (2.6, 3.4),
+    "bus": (10.0, 3.2),
+    "train": (24.0, 3.8),
+    "person": (0.6, 1.75),
+    "rider": (0.7, 1.8),
+    "bicycle": (1.7, 1.0),
+    "motorcycle": (2.0, 1.1),
+    "pole": (0.25, 6.0),
+    "traffic light": (0.5, 5.0),
+    "traffic sign": (0.8, 3.0),
+    "vegetation": (3.5, 6.0),
+    "wall": (9.0, 1.6),
     "fence": (8.0, 1.5),
 }
 _LATERAL = {  # where along the street each class stands: "road", "kerb" or "verge"
-    "car": "road", "truck": "road", "bus": "road", "train": "far", "motorcycle": "road", "rider": "road",
-    "person": "kerb", "bicycle": "kerb", "pole": "kerb", "traffic light": "kerb", "traffic sign": "kerb",
-    "vegetation": "verge", "wall": "verge", "fence": "verge",
+    "car": "road",
+    "truck": "road",
+    "bus": "road",
+    "train": "far",
+    "motorcycle": "road",
+    "rider": "road",
+    "person": "kerb",
+    "bicycle": "kerb",
+    "pole": "kerb",
+    "traffic light": "kerb",
+    "traffic sign": "kerb",
+    "vegetation": "verge",
+    "wall": "verge",
+    "fence": "verge",
 }
 
 
@@ -154,13 +241,21 @@ class _Canvas:
     def rect(self, x0, y0, x1, y1, cls, **kw):
         # Pixel centres inside the box; at least one pixel wide so thin far poles do not vanish.
         x0, x1 = (x0, x1) if x1 - x0 >= 1 else ((x0 + x1) / 2 - 0.5, (x0 + x1) / 2 + 0.5)
-        self.paint(lambda x, y: (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5),
-                   (x0, y0, x1, y1), cls, **kw)
+        self.paint(
+            lambda x, y: (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5),
+            (x0, y0, x1, y1),
+            cls,
+            **kw,
+        )
 
     def ellipse(self, cx, cy, rx, ry, cls, **kw):
         rx, ry = max(rx, 0.6), max(ry, 0.6)
-        self.paint(lambda x, y: ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0,
-                   (cx - rx, cy - ry, cx + rx, cy + ry), cls, **kw)
+        self.paint(
+            lambda x, y: ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0,
+            (cx - rx, cy - ry, cx + rx, cy + ry),
+            cls,
+            **kw,
+        )
 
     def triangle(self, cx, top, half, bottom, cls, **kw):
         def inside(x, y):
@@ -170,25 +265,37 @@ class _Canvas:
         self.paint(inside, (cx - half, top, cx + half, bottom), cls, **kw)
 
 
-def _sprite(cv: _Canvas, cls_name: str, x0: float, y0: float, w: float, h: float, rng: np.random.Generator,
-            jitter: np.ndarray) -> None:
+def _sprite(
+    cv: _Canvas, cls_name: str, x0: float, y0: float, w: float, h: float, rng: np.random.Generator, jitter: np.ndarray
+) -> None:
     """Draw one object in its screen box (x0, y0) .. (x0+w, y0+h) with the bottom on the ground."""
     k = C[cls_name]
-    r = lambda fx0, fy0, fx1, fy1, cls=k, **kw: cv.rect(x0 + fx0 * w, y0 + fy0 * h, x0 + fx1 * w, y0 + fy1 * h,
-                                                         cls, jitter=jitter, **kw)
-    e = lambda fcx, fcy, frx, fry, cls=k, **kw: cv.ellipse(x0 + fcx * w, y0 + fcy * h, frx * w, fry * h, cls,
-                                                           jitter=jitter, **kw)
+    r = lambda fx0, fy0, fx1, fy1, cls=k, **kw: cv.rect(
+        x0 + fx0 * w, y0 + fy0 * h, x0 + fx1 * w, y0 + fy1 * h, cls, jitter=jitter, **kw
+    )
+    e = lambda fcx, fcy, frx, fry, cls=k, **kw: cv.ellipse(
+        x0 + fcx * w, y0 + fcy * h, frx * w, fry * h, cls, jitter=jitter, **kw
+    )
     if cls_name in ("car", "truck", "bus", "train"):
-        cab = {"car": (0.2, 0.8, 0.0, 0.45), "truck": (0.0, 0.3, 0.25, 0.55), "bus": (0.0, 1.0, 0.0, 0.0),
-               "train": (0.0, 1.0, 0.0, 0.0)}[cls_name]
+        cab = {
+            "car": (0.2, 0.8, 0.0, 0.45),
+            "truck": (0.0, 0.3, 0.25, 0.55),
+            "bus": (0.0, 1.0, 0.0, 0.0),
+            "train": (0.0, 1.0, 0.0, 0.0),
+        }[cls_name]
         r(0.0, 0.4 if cls_name == "car" else 0.05, 1.0, 0.85)
         if cls_name == "car":
             r(cab[0], 0.0, cab[1], 0.45)
             r(cab[0] + 0.05, 0.08, cab[1] - 0.05, 0.4, tone=0.45)  # windows
         else:
             for i in range(4 if cls_name != "train" else 8):  # window band
-                r(0.05 + i * (0.9 / (4 if cls_name != "train" else 8)), 0.15,
-                  0.05 + (i + 0.7) * (0.9 / (4 if cls_name != "train" else 8)), 0.4, tone=0.5)
+                r(
+                    0.05 + i * (0.9 / (4 if cls_name != "train" else 8)),
+                    0.15,
+                    0.05 + (i + 0.7) * (0.9 / (4 if cls_name != "train" else 8)),
+                    0.4,
+                    tone=0.5,
+                )
         for fx in (0.18, 0.82):  # wheels
             e(fx, 0.87, 0.09, 0.13, tone=0.25)
     elif cls_name in ("person", "rider"):
@@ -254,9 +361,11 @@ def render_scene(style: DomainStyle, h: int, w: int, rng: np.random.Generator) -
     below = ys > yh + 0.5
     z = np.where(below, f * cam / np.maximum(ys - yh, 1e-3), np.inf)
     lateral = np.abs((xs - cx) * z / f)
-    ground = np.where(lateral < road_half, C["road"], np.where(lateral < road_half + kerb, C["sidewalk"],
-                                                               np.where(lateral < setback, C["terrain"],
-                                                                        C["sidewalk"])))
+    ground = np.where(
+        lateral < road_half,
+        C["road"],
+        np.where(lateral < road_half + kerb, C["sidewalk"], np.where(lateral < setback, C["terrain"], C["sidewalk"])),
+    )
     cv.label[below] = ground[below]
     # Lane markings are road in the label, bright in the image.
     with np.errstate(invalid="ignore"):
@@ -405,8 +514,13 @@ def _write_chunk(args: tuple[SynthCitySpec, str, str, list[int], str]) -> None:
         _write_png(root / domain / lbl_rel, label_ids)
 
 
-def generate(out: str | os.PathLike, spec: SynthCitySpec = SynthCitySpec(), *, workers: int | None = None,
-             overwrite: bool = False) -> Path:
+def generate(
+    out: str | os.PathLike,
+    spec: SynthCitySpec = SynthCitySpec(),
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write SynthCity under `out`: ``out/source`` (GTA5 layout) and ``out/target`` (Cityscapes layout).
 
     Refuses to write into a non-empty folder that holds another spec (or anything else) unless `overwrite`; files
@@ -417,11 +531,16 @@ def generate(out: str | os.PathLike, spec: SynthCitySpec = SynthCitySpec(), *, w
     if root.exists() and any(root.iterdir()) and not overwrite:
         if meta.exists() and json.loads(meta.read_text()) == asdict(spec):
             return root
-        raise FileExistsError(f"{root} is not empty and does not hold SynthCity {asdict(spec)}; "
-                              "pass overwrite=True (CLI: --overwrite) or choose another --out")
+        raise FileExistsError(
+            f"{root} is not empty and does not hold SynthCity {asdict(spec)}; "
+            "pass overwrite=True (CLI: --overwrite) or choose another --out"
+        )
     root.mkdir(parents=True, exist_ok=True)
-    jobs = [("source", "train", spec.n_source), ("target", "train", spec.n_target_train),
-            ("target", "val", spec.n_target_val)]
+    jobs = [
+        ("source", "train", spec.n_source),
+        ("target", "train", spec.n_target_train),
+        ("target", "val", spec.n_target_val),
+    ]
     workers = workers or min(os.cpu_count() or 1, 8)
     chunks = [(spec, d, s, list(range(k, n, workers)), str(root)) for d, s, n in jobs for k in range(workers)]
     if workers == 1:

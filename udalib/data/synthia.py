@@ -18,7 +18,13 @@ import torch
 from torchvision.io import ImageReadMode, decode_png, read_file
 
 from udalib.data.base import (
-    CorruptFileError, LabelFormatError, LabelMap, PairedDataset, PairScan, Transform, scan_same_names,
+    CorruptFileError,
+    LabelFormatError,
+    LabelMap,
+    PairedDataset,
+    PairScan,
+    Transform,
+    scan_same_names,
     select_listed,
 )
 from udalib.data.labels import SYNTHIA16, Protocol
@@ -47,7 +53,8 @@ def read_synthia_label(path: Path) -> np.ndarray:
         raise LabelFormatError(
             f"SYNTHIA label {path} is 8-bit ({decoded.shape[0]} channel(s)): SYNTHIA-RAND-CITYSCAPES labels must be "
             f"the original 16-bit GT/LABELS PNGs with the class id in channel 0 (R). An 8-bit file was converted or "
-            f"is not a GT/LABELS file; extract the labels again from the official archive.")
+            f"is not a GT/LABELS file; extract the labels again from the official archive."
+        )
     return decoded[0].numpy()
 
 
@@ -73,8 +80,18 @@ class SYNTHIA(PairedDataset):
         image, label, meta = ds[0]   # label values in 0..15 or 255
     """
 
-    def __init__(self, root: str | Path, transform: Transform | None = None, protocol: Protocol = SYNTHIA16,
-                 list_file: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Transform | None = None,
+        protocol: Protocol = SYNTHIA16,
+        list_file: str | Path | None = None,
+    ):
         self.root = Path(root)
-        super().__init__(scan_synthia(root, list_file), synthia_label_map(protocol), protocol, transform,
-                         read_raw_label=read_synthia_label)
+        super().__init__(
+            scan_synthia(root, list_file),
+            synthia_label_map(protocol),
+            protocol,
+            transform,
+            read_raw_label=read_synthia_label,
+        )

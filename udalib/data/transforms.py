@@ -21,6 +21,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from ..config import IGNORE_INDEX
+
 Size = tuple[int, int]
 LabelSize = Literal["same"] | Size | None
 
@@ -128,7 +129,9 @@ class RandomCrop:
             w, h = image.size
         top = int(torch.randint(0, h - ch + 1, ()).item())
         left = int(torch.randint(0, w - cw + 1, ()).item())
-        return image.crop((left, top, left + cw, top + ch)), np.ascontiguousarray(label[top:top + ch, left:left + cw])
+        return image.crop((left, top, left + cw, top + ch)), np.ascontiguousarray(
+            label[top : top + ch, left : left + cw]
+        )
 
     def __repr__(self) -> str:
         return f"RandomCrop({self.size})"
@@ -236,9 +239,16 @@ def denormalize(image: Tensor, mode: str) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def train_transform(*, size: Size | None, normalization: str, flip: bool = False,
-                    scale: tuple[float, float] | None = None, crop: Size | None = None, color_aug: bool = False,
-                    label_size: LabelSize = "same") -> Compose:
+def train_transform(
+    *,
+    size: Size | None,
+    normalization: str,
+    flip: bool = False,
+    scale: tuple[float, float] | None = None,
+    crop: Size | None = None,
+    color_aug: bool = False,
+    label_size: LabelSize = "same",
+) -> Compose:
     """Training pipeline: resize → random scale → random crop → flip → colour (jitter, gray, blur) → tensor.
 
     Seeds' source: ``train_transform(size=(720, 1280), normalization="caffe_bgr")`` (a full-image resize).

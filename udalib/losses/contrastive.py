@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from udalib.config import IGNORE_INDEX
+
 _CHUNK_ELEMENTS_CPU = 1 << 18  # float64 temporaries per chunk in update(): 2 MiB on CPU (fits in cache);
 _CHUNK_ELEMENTS_ACCEL = 1 << 24  # 128 MiB on GPU (few kernel launches)
 

@@ -26,9 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from udalib.inference import upsample
-
 from udalib.config import IGNORE_INDEX
+from udalib.inference import upsample
 
 
 def lovasz_grad(fg_sorted: Tensor) -> Tensor:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from udalib.config import IGNORE_INDEX
 from udalib.inference import upsample
 from udalib.models.output import SegOutput
-
-from udalib.config import IGNORE_INDEX
 
 
 def seg_ce(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:

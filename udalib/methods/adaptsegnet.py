@@ -30,8 +30,9 @@ class AdaptSegNet(Method):
 
     def __init__(self, cfg: AdaptSegNetConfig, num_classes: int, **kw):
         super().__init__(cfg, num_classes, **kw)
-        self.disc = OutputDiscriminators(num_classes, {"aux": cfg.lambda_adv_aux, "main": cfg.lambda_adv_main},
-                                         lr=cfg.lr_d, gan=cfg.gan)
+        self.disc = OutputDiscriminators(
+            num_classes, {"aux": cfg.lambda_adv_aux, "main": cfg.lambda_adv_main}, lr=cfg.lr_d, gan=cfg.gan
+        )
 
     def aux_optimizers(self):
         return self.disc.optimizers
@@ -56,8 +57,12 @@ SINGLE_LEVEL = AdaptSegNetConfig(lambda_seg_aux=0.0, lambda_adv_aux=0.0, lambda_
 
 VARIANTS = {
     "adaptsegnet_single": Variant(AdaptSegNet, SINGLE_LEVEL, "AdaptSegNet, one discriminator on layer4 softmax"),
-    "adaptsegnet_multi": Variant(AdaptSegNet, AdaptSegNetConfig(),
-                                 "AdaptSegNet, discriminators on layer3 and layer4 softmax"),
-    "adaptsegnet_ls": Variant(AdaptSegNet, replace(SINGLE_LEVEL, lambda_adv_main=0.01, gan="ls"),
-                              "AdaptSegNet single-level with the least-squares GAN"),
+    "adaptsegnet_multi": Variant(
+        AdaptSegNet, AdaptSegNetConfig(), "AdaptSegNet, discriminators on layer3 and layer4 softmax"
+    ),
+    "adaptsegnet_ls": Variant(
+        AdaptSegNet,
+        replace(SINGLE_LEVEL, lambda_adv_main=0.01, gan="ls"),
+        "AdaptSegNet single-level with the least-squares GAN",
+    ),
 }

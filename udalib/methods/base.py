@@ -43,8 +43,9 @@ class Method(nn.Module):
     def prepare(self, model: nn.Module, labelled_loader: Any, device: torch.device) -> None:
         """One-off work before the first iteration of a fresh run (not on resume): e.g. SDCA's estimator pass."""
 
-    def training_step(self, model: nn.Module, source: Batch, target: Batch | None, step: int,
-                      backward: Backward) -> dict[str, Tensor]:
+    def training_step(
+        self, model: nn.Module, source: Batch, target: Batch | None, step: int, backward: Backward
+    ) -> dict[str, Tensor]:
         """Compute the losses of one (micro-)batch and call `backward(loss)` on each loss to backpropagate
         (it applies accumulation and fp16 scaling). Returns detached scalars named for logging."""
         raise NotImplementedError

@@ -46,8 +46,13 @@ class GlobalLocal(AdvEnt):
 
     def __init__(self, cfg: GlobalLocalConfig, num_classes: int, **kw):
         super().__init__(cfg, num_classes, **kw)
-        self.local = OutputDiscriminators(num_classes, {"aux": cfg.lambda_local_aux, "main": cfg.lambda_local_main},
-                                          lr=cfg.lr_d, gan=cfg.gan, make=PixelDiscriminator)
+        self.local = OutputDiscriminators(
+            num_classes,
+            {"aux": cfg.lambda_local_aux, "main": cfg.lambda_local_main},
+            lr=cfg.lr_d,
+            gan=cfg.gan,
+            make=PixelDiscriminator,
+        )
 
     def aux_optimizers(self):
         return self.disc.optimizers + self.local.optimizers
@@ -66,8 +71,9 @@ class GlobalLocal(AdvEnt):
         valid = label != IGNORE_INDEX
         return {lvl: valid for lvl in levels}
 
-    def local_sample(self, maps: dict[str, Tensor], mask: dict[str, Tensor] | None = None
-                     ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    def local_sample(
+        self, maps: dict[str, Tensor], mask: dict[str, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
         """The local branch's pixels: all of them, or `local_pixels` per image drawn at random (the same positions
         at every level), returned as (B, K, n, 1) maps and (B, n, 1) masks that the 1×1 convs read as images."""
         n = self.cfg.local_pixels
@@ -106,5 +112,8 @@ class GlobalLocal(AdvEnt):
         return logs
 
 
-VARIANTS = {"globallocal": Variant(GlobalLocal, GlobalLocalConfig(),
-                                  "AdvEnt plus a per-pixel (local) discriminator, our reading of Yarram et al.")}
+VARIANTS = {
+    "globallocal": Variant(
+        GlobalLocal, GlobalLocalConfig(), "AdvEnt plus a per-pixel (local) discriminator, our reading of Yarram et al."
+    )
+}

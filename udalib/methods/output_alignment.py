@@ -26,8 +26,16 @@ class OutputDiscriminators(nn.Module):
     """One discriminator and one Adam optimiser per level with a non-zero weight (spec §3.3: Adam 1e-4,
     betas (0.9, 0.99), poly-scheduled by the trainer)."""
 
-    def __init__(self, num_classes: int, weights: dict[str, float], *, lr: float, gan: str,
-                 make: Callable[[int], nn.Module] = PatchDiscriminator, betas=(0.9, 0.99)):
+    def __init__(
+        self,
+        num_classes: int,
+        weights: dict[str, float],
+        *,
+        lr: float,
+        gan: str,
+        make: Callable[[int], nn.Module] = PatchDiscriminator,
+        betas=(0.9, 0.99),
+    ):
         super().__init__()
         self.weights = {lvl: w for lvl, w in weights.items() if w > 0}
         self.gan = gan
@@ -40,12 +48,19 @@ class OutputDiscriminators(nn.Module):
     def generator_step(self, target_maps: dict[str, Tensor], mask: dict[str, Tensor] | None = None) -> Tensor:
         """Σ_l λ_l·ℓ(D_l(M_t^l), source), with the discriminators frozen (their params get no gradient)."""
         set_requires_grad(self.nets, False)
-        loss = sum(w * generator_loss(self.nets[lvl](target_maps[lvl]), self.gan,
-                                      None if mask is None else mask.get(lvl)) for lvl, w in self.weights.items())
+        loss = sum(
+            w * generator_loss(self.nets[lvl](target_maps[lvl]), self.gan, None if mask is None else mask.get(lvl))
+            for lvl, w in self.weights.items()
+        )
         return loss
 
-    def discriminator_step(self, source_maps: dict[str, Tensor], target_maps: dict[str, Tensor],
-                           backward: Backward, source_mask: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    def discriminator_step(
+        self,
+        source_maps: dict[str, Tensor],
+        target_maps: dict[str, Tensor],
+        backward: Backward,
+        source_mask: dict[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
         """Backpropagate each D_l's loss on detached maps; returns the per-level D losses and D's mean output
         on source and target (for the chapters' plots of the adversarial game)."""
         set_requires_grad(self.nets, True)

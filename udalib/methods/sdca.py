@@ -33,7 +33,8 @@ The stages (§1), each a registered variant so that ``udalib.stages`` chains the
    where PL = argmax softmax(target logits) at feature resolution, 255 where the max *probability* < delta = 0.9
    (``udalib.pseudo_labels.threshold_labels``); the statistics enter detached; one backward.
 4. ``sdca_ssl``: class-wise median-thresholded pseudo-labels of the stage-3 model on target train (4a,
-   ``udalib.pseudo_labels``), then a fresh network from ImageNet trained with CE on them (4b, ``Supervised`` on target pseudo-labels).
+   ``udalib.pseudo_labels``), then a fresh network from ImageNet trained with CE on them (4b, ``Supervised``
+   on target pseudo-labels).
 
 Where we differ from the released code (on purpose, or because our data pipeline lacks something):
 
@@ -64,9 +65,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..losses import (ClassStatistics, contrastive_bound, downsample_labels, flatten_pixels, lovasz_softmax_logits,
-                      seg_ce)
 from ..config import IGNORE_INDEX
+from ..losses import (
+    ClassStatistics,
+    contrastive_bound,
+    downsample_labels,
+    flatten_pixels,
+    lovasz_softmax_logits,
+    seg_ce,
+)
 from ..models.output import SegOutput
 from ..pseudo_labels import threshold_labels
 from .base import Backward, Batch, Method, Variant
@@ -98,8 +105,10 @@ class SDCAConfig:
 
 def _check_single_head(out: SegOutput) -> None:
     if out.aux_logits is not None:
-        raise ValueError("SDCA's DeepLab-v2 has one classifier head (spec §2): train it with multi_level=False "
-                         "(the aux head would get no loss and no gradient)")
+        raise ValueError(
+            "SDCA's DeepLab-v2 has one classifier head (spec §2): train it with multi_level=False "
+            "(the aux head would get no loss and no gradient)"
+        )
 
 
 def source_seg_losses(out: SegOutput, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,8 +127,9 @@ class SDCASource(Method):
 
     uses_target = False
 
-    def training_step(self, model: nn.Module, source: Batch, target: Batch | None, step: int,
-                      backward: Backward) -> dict[str, Tensor]:
+    def training_step(
+        self, model: nn.Module, source: Batch, target: Batch | None, step: int, backward: Backward
+    ) -> dict[str, Tensor]:
         ce, lov = source_seg_losses(model(source.image), source.label)
         loss = ce + self.cfg.lambda_lov * lov
         backward(loss)
@@ -154,13 +164,17 @@ class SDCA(Method):
         _check_single_head(out)
         a = out.features.shape[1]
         if a != self.feature_dim:
-            raise ValueError(f"SDCA's feature-level estimator was built with feature_dim = {self.feature_dim} "
-                             f"channels, but the model's features have {a}: build the method with feature_dim={a}")
+            raise ValueError(
+                f"SDCA's feature-level estimator was built with feature_dim = {self.feature_dim} "
+                f"channels, but the model's features have {a}: build the method with feature_dim={a}"
+            )
         if out.logits.shape[1] != self.num_classes:
             raise ValueError(f"model predicts {out.logits.shape[1]} classes, SDCA was built for {self.num_classes}")
         if out.logits.shape[-2:] != out.features.shape[-2:]:
-            raise ValueError(f"SDCA needs logits and features at the same resolution, got "
-                             f"{tuple(out.logits.shape[-2:])} and {tuple(out.features.shape[-2:])}")
+            raise ValueError(
+                f"SDCA needs logits and features at the same resolution, got "
+                f"{tuple(out.logits.shape[-2:])} and {tuple(out.features.shape[-2:])}"
+            )
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, labelled_loader: Any, device: torch.device) -> None:
@@ -186,11 +200,19 @@ class SDCA(Method):
 
     def _bound(self, pixels: Tensor, labels: Tensor, stats: ClassStatistics) -> Tensor:
         """Mean L̄ over the valid pixels (N, A) against `stats` (detached inside ``contrastive_bound``)."""
-        return contrastive_bound(pixels, labels, stats.mean, stats.var, tau=self.cfg.tau,
-                                 lambda_cov=self.cfg.lambda_cov, normalize=self.cfg.normalize_cov)
+        return contrastive_bound(
+            pixels,
+            labels,
+            stats.mean,
+            stats.var,
+            tau=self.cfg.tau,
+            lambda_cov=self.cfg.lambda_cov,
+            normalize=self.cfg.normalize_cov,
+        )
 
-    def training_step(self, model: nn.Module, source: Batch, target: Batch | None, step: int,
-                      backward: Backward) -> dict[str, Tensor]:
+    def training_step(
+        self, model: nn.Module, source: Batch, target: Batch | None, step: int, backward: Backward
+    ) -> dict[str, Tensor]:
         cfg = self.cfg
         out_s = model(source.image)
         self._check_output(out_s)
@@ -224,11 +246,20 @@ class SDCA(Method):
             if cfg.multi_level and cfg.lambda_out:
                 out_tgt = self._bound(flatten_pixels(out_t.logits), y_t, self.out_stats)
 
-        loss = (ce + cfg.lambda_lov * lov + cfg.lambda_feat * (feat_src + feat_tgt)
-                + cfg.lambda_out * (out_src + out_tgt))
+        loss = (
+            ce + cfg.lambda_lov * lov + cfg.lambda_feat * (feat_src + feat_tgt) + cfg.lambda_out * (out_src + out_tgt)
+        )
         backward(loss)
-        logs = {"loss": loss, "ce": ce, "lovasz": lov, "feat_src": feat_src, "feat_tgt": feat_tgt,
-                "out_src": out_src, "out_tgt": out_tgt, "pl_kept": kept}
+        logs = {
+            "loss": loss,
+            "ce": ce,
+            "lovasz": lov,
+            "feat_src": feat_src,
+            "feat_tgt": feat_tgt,
+            "out_src": out_src,
+            "out_tgt": out_tgt,
+            "pl_kept": kept,
+        }
         return {k: v.detach() for k, v in logs.items()}
 
 
@@ -236,6 +267,9 @@ VARIANTS = {
     "sdca_source": Variant(SDCASource, SDCASourceConfig(), "SDCA stage 1: source-only with CE + 0.75 Lovász"),
     "sdca": Variant(SDCA, SDCAConfig(), "SDCA stage 3: the distribution-aware contrastive bound, from stage 1"),
     # §6: CE on the stage-3 model's pseudo-labels only, single head (no aux CE)
-    "sdca_ssl": Variant(Supervised, SupervisedConfig(lambda_seg_aux=0.0),
-                        "SDCA stage 4: self-training on the stage-3 model's pseudo-labels"),
+    "sdca_ssl": Variant(
+        Supervised,
+        SupervisedConfig(lambda_seg_aux=0.0),
+        "SDCA stage 4: self-training on the stage-3 model's pseudo-labels",
+    ),
 }

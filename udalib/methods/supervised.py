@@ -34,8 +34,9 @@ class Supervised(Method):
 
     uses_target = False
 
-    def training_step(self, model: nn.Module, source: Batch, target: Batch | None, step: int,
-                      backward: Backward) -> dict[str, Tensor]:
+    def training_step(
+        self, model: nn.Module, source: Batch, target: Batch | None, step: int, backward: Backward
+    ) -> dict[str, Tensor]:
         seg, _ = source_ce_step(model, source, self.cfg.lambda_seg_aux, backward)
         return {"seg": seg}
 

@@ -79,11 +79,10 @@ def build_model(
 
     if backbone == "vgg16":
         if multi_level or bn_mode is not None:
-            raise ValueError("vgg16 is single-level and has no BatchNorm (spec §2.2): "
-                             "leave multi_level and bn_mode unset")
-        model: DeepLabSegmenter = DeepLabVGG16(
-            num_classes, aspp_bug_compat, aspp_dilations or DEEPLAB_ASPP_DILATIONS
-        )
+            raise ValueError(
+                "vgg16 is single-level and has no BatchNorm (spec §2.2): leave multi_level and bn_mode unset"
+            )
+        model: DeepLabSegmenter = DeepLabVGG16(num_classes, aspp_bug_compat, aspp_dilations or DEEPLAB_ASPP_DILATIONS)
     elif backbone == "resnet101":
         model = DeepLabV2ResNet101(
             num_classes,

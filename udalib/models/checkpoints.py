@@ -296,16 +296,12 @@ def _match_head(
             report.missing.extend(wanted)
             return
         if saved_weight.shape[0] != num_classes:
-            raise ValueError(
-                f"checkpoint head {name} has {saved_weight.shape[0]} classes, model has {num_classes}"
-            )
+            raise ValueError(f"checkpoint head {name} has {saved_weight.shape[0]} classes, model has {num_classes}")
     for key in saved:
         if key not in model_state:
             report.skipped[key] = "not in the model"
         elif saved[key].shape != model_state[key].shape:
-            raise ValueError(
-                f"{key}: checkpoint {tuple(saved[key].shape)}, model {tuple(model_state[key].shape)}"
-            )
+            raise ValueError(f"{key}: checkpoint {tuple(saved[key].shape)}, model {tuple(model_state[key].shape)}")
         else:
             report.loaded.append(key)
     report.missing.extend(key for key in wanted if key not in saved)

@@ -61,8 +61,7 @@ class ASPPClassifier(nn.Module):
             raise ValueError("aspp_bug_compat needs at least two ASPP branches")
         # The name `conv2d_list` matches the seeds' state_dict keys.
         self.conv2d_list = nn.ModuleList(
-            nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=d, dilation=d, bias=True)
-            for d in dilations
+            nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=d, dilation=d, bias=True) for d in dilations
         )
         for conv in self.conv2d_list:
             nn.init.normal_(conv.weight, mean=0.0, std=0.01)
@@ -155,9 +154,7 @@ class Bottleneck(nn.Module):
         out_channels = planes * self.expansion
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, stride=stride, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(
-            planes, planes, kernel_size=3, padding=dilation, dilation=dilation, bias=False
-        )
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
@@ -173,9 +170,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + shortcut)
 
 
-def _make_layer(
-    in_channels: int, planes: int, blocks: int, stride: int = 1, dilation: int = 1
-) -> nn.Sequential:
+def _make_layer(in_channels: int, planes: int, blocks: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """One ResNet stage; the projection shortcut rule is the seeds' (spec §2.1)."""
     out_channels = planes * Bottleneck.expansion
     downsample = None
@@ -248,11 +243,7 @@ class DeepLabV2ResNet101(DeepLabSegmenter):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.layer5 = (
-            ASPPClassifier(1024, num_classes, aspp_dilations, aspp_bug_compat)
-            if multi_level
-            else None
-        )
+        self.layer5 = ASPPClassifier(1024, num_classes, aspp_dilations, aspp_bug_compat) if multi_level else None
         self.layer6 = ASPPClassifier(2048, num_classes, aspp_dilations, aspp_bug_compat)
         self._apply_bn_mode()
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 from torch import nn
 
 
-def _conv_stack(
-    in_channels: int, ndf: int, kernel_size: int, stride: int, padding: int
-) -> list[nn.Module]:
+def _conv_stack(in_channels: int, ndf: int, kernel_size: int, stride: int, padding: int) -> list[nn.Module]:
     """K -> ndf -> 2ndf -> 4ndf -> 8ndf -> 1 convs with LeakyReLU(0.2) after all but the last."""
     widths = [in_channels, ndf, ndf * 2, ndf * 4, ndf * 8]
     layers: list[nn.Module] = []

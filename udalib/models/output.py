@@ -19,4 +19,3 @@ class SegOutput:
     logits: Tensor
     features: Tensor
     aux_logits: Tensor | None = None
-

@@ -46,13 +46,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(
-            in_channels, out_channels, 3, stride, padding=dilation, dilation=dilation, bias=False
-        )
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(
-            out_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False
-        )
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -112,9 +108,7 @@ class SmallDeepLab(DeepLabSegmenter):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.layer5 = (
-            ASPPClassifier(c3, num_classes, aspp_dilations, aspp_bug_compat) if multi_level else None
-        )
+        self.layer5 = ASPPClassifier(c3, num_classes, aspp_dilations, aspp_bug_compat) if multi_level else None
         self.layer6 = ASPPClassifier(c4, num_classes, aspp_dilations, aspp_bug_compat)
         self._apply_bn_mode()
 

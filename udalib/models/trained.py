@@ -37,12 +37,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, drop_heads: bool 
     `drop_heads` lets a multi-level checkpoint initialise a single-level model (its auxiliary head is dropped).
     """
     state = read_checkpoint(path)
-    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib",
-                         drop_heads=drop_heads)
+    load_checkpoint_into(model, state["model"] if "model" in state else state, source="udalib", drop_heads=drop_heads)
 
 
-def load_trained_with_config(source: RunConfig | str | os.PathLike, device: torch.device | str = "cpu"
-                             ) -> tuple[nn.Module, RunConfig]:
+def load_trained_with_config(
+    source: RunConfig | str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, RunConfig]:
     """The model of a udalib checkpoint, built from the config stored in it, on `device` in eval mode, and that
     config. `source` is a checkpoint file or a RunConfig (its final checkpoint)."""
     path = source.final_checkpoint if isinstance(source, RunConfig) else source
@@ -59,4 +59,3 @@ def load_trained_with_config(source: RunConfig | str | os.PathLike, device: torc
 def load_trained(source: RunConfig | str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
     """:func:`load_trained_with_config` without the config."""
     return load_trained_with_config(source, device)[0]
-
