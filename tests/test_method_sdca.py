@@ -75,10 +75,11 @@ def collect(model, batches):
     return torch.cat(feats), torch.cat(logits), torch.cat(labels)
 
 
-def test_feature_dims_table_matches_small_model():
-    out = build_model("small", num_classes=K, multi_level=False)(torch.randn(1, 3, H, W))
-    assert out.features.shape[1] == SmallDeepLab.feature_channels == 128
-    assert out.aux_logits is None
+def test_feature_channels_are_the_features_the_model_returns():
+    for model in (build_model("small", num_classes=K, multi_level=False), small_model()):
+        out = model(torch.randn(1, 3, H, W))
+        assert out.features.shape[1] == model.feature_channels and out.aux_logits is None
+    assert build_model("small", num_classes=K).feature_channels == 128 and small_model().feature_channels == A
 
 
 def test_prepare_fills_estimators_with_exact_source_statistics():

@@ -108,22 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The run options of `_add_run_args` that `presets.resolve` takes by the same name.
+RUN_OPTIONS = ("dataset", "data_root", "target_root", "iters", "backbone", "seed", "device", "out_dir")
+
+
 def _config(args, **extra):
     from .presets import resolve
 
-    return resolve(
-        args.method,
-        args.preset,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        target_root=args.target_root,
-        iters=args.iters,
-        backbone=args.backbone,
-        seed=args.seed,
-        device=args.device,
-        out_dir=args.out_dir,
-        **extra,
-    )
+    return resolve(args.method, args.preset, **{k: getattr(args, k) for k in RUN_OPTIONS}, **extra)
 
 
 def _load_checkpoint(args, path: str):

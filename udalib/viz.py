@@ -21,6 +21,7 @@ one); labels and predictions are (H, W) train ids with 255 = void, coloured with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -129,21 +130,27 @@ def show_samples(
     return fig
 
 
-def plot_class_frequencies(freqs: Mapping[str, np.ndarray], classes: Sequence[str], log: bool = True) -> Figure:
-    """Grouped bars of per-class pixel frequency, one colour per domain (log scale shows the rare classes)."""
-    fig = _figure(10, 3.4)
+def _class_bars(
+    series: Mapping[str, np.ndarray], classes: Sequence[str], size: tuple[float, float], legend: str | None = None
+) -> tuple[Figure, Any]:
+    """One group of bars per class, one bar per series (NaN drawn as 0), coloured by domain where the series is
+    named after one; `legend` formats each series' mean into its label (e.g. ``"mIoU {:.1f}"``)."""
+    fig = _figure(*size)
     ax = fig.subplots()
     x = np.arange(len(classes))
-    width = 0.8 / len(freqs)
-    for i, (name, f) in enumerate(freqs.items()):
-        ax.bar(
-            x + (i - (len(freqs) - 1) / 2) * width,
-            np.asarray(f) * 100,
-            width,
-            label=name,
-            color=DOMAIN_COLOURS.get(name),
-        )
+    width = 0.8 / len(series)
+    for i, (name, v) in enumerate(series.items()):
+        v = np.asarray(v, dtype=float)
+        label = name if legend is None else f"{name} ({legend.format(np.nanmean(v))})"
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar(x + offset, np.nan_to_num(v), width, label=label, color=DOMAIN_COLOURS.get(name))
     ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+    return fig, ax
+
+
+def plot_class_frequencies(freqs: Mapping[str, np.ndarray], classes: Sequence[str], log: bool = True) -> Figure:
+    """Grouped bars of per-class pixel frequency, one colour per domain (log scale shows the rare classes)."""
+    fig, ax = _class_bars({name: np.asarray(f) * 100 for name, f in freqs.items()}, classes, (10, 3.4))
     ax.set_ylabel("% of labelled pixels")
     if log:
         ax.set_yscale("log")
@@ -218,16 +225,8 @@ def plot_confusion(confusion: np.ndarray | Mapping[str, np.ndarray], classes: Se
 def plot_iou_bars(runs: Mapping[str, Mapping[str, float]], classes: Sequence[str] | None = None) -> Figure:
     """Grouped per-class IoU bars (%), one group per class and one bar per run; the legend gives each mIoU."""
     classes = list(classes or next(iter(runs.values())).keys())
-    fig = _figure(11, 3.4)
-    ax = fig.subplots()
-    x = np.arange(len(classes))
-    width = 0.8 / len(runs)
-    for i, (name, iou) in enumerate(runs.items()):
-        v = np.array([iou.get(c, np.nan) for c in classes], dtype=float)
-        ax.bar(
-            x + (i - (len(runs) - 1) / 2) * width, np.nan_to_num(v), width, label=f"{name} (mIoU {np.nanmean(v):.1f})"
-        )
-    ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+    series = {name: [iou.get(c, np.nan) for c in classes] for name, iou in runs.items()}
+    fig, ax = _class_bars(series, classes, (11, 3.4), legend="mIoU {:.1f}")
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
@@ -401,18 +400,7 @@ def plot_entropy_maps(images: Sequence[np.ndarray], maps: Mapping[str, np.ndarra
 
 def plot_class_values(values: Mapping[str, np.ndarray], classes: Sequence[str], ylabel: str) -> Figure:
     """Grouped bars of one per-class quantity for several models (e.g. mean entropy before and after)."""
-    fig = _figure(10, 3.2)
-    ax = fig.subplots()
-    x = np.arange(len(classes))
-    width = 0.8 / len(values)
-    for i, (name, v) in enumerate(values.items()):
-        ax.bar(
-            x + (i - (len(values) - 1) / 2) * width,
-            np.nan_to_num(np.asarray(v, dtype=float)),
-            width,
-            label=f"{name} (mean {np.nanmean(v):.3f})",
-        )
-    ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+    fig, ax = _class_bars(values, classes, (10, 3.2), legend="mean {:.3f}")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     return fig

@@ -19,15 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from udalib.data.base import (
-    LabelMap,
-    PairedDataset,
-    PairScan,
-    Sample,
-    Transform,
-    require_dir,
-    require_images,
-)
+from udalib.data.base import LabelMap, PairedDataset, PairScan, Sample, Transform, require_dir, require_images
 from udalib.data.folder import load_id_map
 from udalib.data.labels import CROSSCITY13, IGNORE_INDEX, Protocol
 

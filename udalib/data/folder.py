@@ -15,15 +15,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from udalib.data.base import (
-    LabelMap,
-    PairedDataset,
-    PairScan,
-    Sample,
-    Transform,
-    require_dir,
-    require_images,
-)
+from udalib.data.base import LabelMap, PairedDataset, PairScan, Sample, Transform, require_dir, require_images
 from udalib.data.labels import IGNORE_INDEX, Protocol
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

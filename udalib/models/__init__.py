@@ -33,6 +33,12 @@ from udalib.models.small import SMALL_ASPP_DILATIONS, SmallDeepLab
 from udalib.models.vgg import DeepLabVGG16
 
 BACKBONES = ("resnet101", "vgg16", "small")
+#: The backbones with BatchNorm: class, default BN mode (the seeds' for ResNet-101; a from-scratch CPU model trains
+#: its BN), default ASPP rates.
+_WITH_BN = {
+    "resnet101": (DeepLabV2ResNet101, "affine_frozen", DEEPLAB_ASPP_DILATIONS),
+    "small": (SmallDeepLab, "trainable", SMALL_ASPP_DILATIONS),
+}
 
 
 def build_model(
@@ -83,21 +89,14 @@ def build_model(
                 "vgg16 is single-level and has no BatchNorm (spec §2.2): leave multi_level and bn_mode unset"
             )
         model: DeepLabSegmenter = DeepLabVGG16(num_classes, aspp_bug_compat, aspp_dilations or DEEPLAB_ASPP_DILATIONS)
-    elif backbone == "resnet101":
-        model = DeepLabV2ResNet101(
-            num_classes,
-            multi_level=True if multi_level is None else multi_level,
-            aspp_bug_compat=aspp_bug_compat,
-            bn_mode=bn_mode or "affine_frozen",
-            aspp_dilations=aspp_dilations or DEEPLAB_ASPP_DILATIONS,
-        )
     else:
-        model = SmallDeepLab(
+        cls, default_bn, default_dilations = _WITH_BN[backbone]
+        model = cls(
             num_classes,
             multi_level=True if multi_level is None else multi_level,
             aspp_bug_compat=aspp_bug_compat,
-            bn_mode=bn_mode or "trainable",
-            aspp_dilations=aspp_dilations or SMALL_ASPP_DILATIONS,
+            bn_mode=bn_mode or default_bn,
+            aspp_dilations=aspp_dilations or default_dilations,
         )
 
     if weights is not None:

@@ -86,9 +86,10 @@ class DeepLabSegmenter(nn.Module):
     """Behaviour shared by the udalib segmenters: BN mode, parameter groups, architecture name.
 
     Subclasses set ``arch`` (checkpoint checks name it in their errors), ``num_classes``,
-    ``feature_channels`` (A, the channels of ``SegOutput.features``), ``head_names`` (the ASPP
-    classifiers, trained at 10x LR) and ``bn_mode`` (None when there is no BatchNorm), and call
-    :meth:`_apply_bn_mode` once their layers exist.
+    ``feature_channels`` (A, the channels of ``SegOutput.features``) and ``head_names`` (the ASPP
+    classifiers, trained at 10x LR); the DeepLab-v2 ones build their heads with :meth:`_add_heads`
+    (which sets the first two) and call :meth:`_apply_bn_mode` once their layers exist (``bn_mode``
+    stays None without BatchNorm).
     """
 
     arch: str
@@ -97,7 +98,22 @@ class DeepLabSegmenter(nn.Module):
     head_names: tuple[str, ...]
     bn_mode: str | None = None
 
-    def _apply_bn_mode(self) -> None:
+    def _add_heads(
+        self, num_classes: int, channels: tuple[int, int], multi_level: bool, dilations: Sequence[int], bug_compat: bool
+    ) -> None:
+        """The ASPP classifiers (10x LR): ``layer5`` on the penultimate stage (multi-level only), ``layer6`` on the
+        last one, whose input is the model's ``features``; `channels` = (penultimate, last) stage widths."""
+        self.num_classes, self.multi_level, self.feature_channels = num_classes, multi_level, channels[1]
+        self.layer5 = ASPPClassifier(channels[0], num_classes, dilations, bug_compat) if multi_level else None
+        self.layer6 = ASPPClassifier(channels[1], num_classes, dilations, bug_compat)
+
+    def _outputs(self, c3: Tensor, c4: Tensor) -> SegOutput:
+        """Heads on the penultimate (c3) and last (c4) stage outputs."""
+        aux = self.layer5(c3) if self.layer5 is not None else None
+        return SegOutput(logits=self.layer6(c4), features=c4, aux_logits=aux)
+
+    def _apply_bn_mode(self, bn_mode: str) -> None:
+        self.bn_mode = bn_mode
         if self.bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {self.bn_mode!r}")
         for bn in batchnorms(self):
@@ -225,10 +241,6 @@ class DeepLabV2ResNet101(DeepLabSegmenter):
     ) -> None:
         super().__init__()
         self.arch = f"resnet{3 * sum(blocks) + 2}"
-        self.feature_channels = 2048
-        self.num_classes = num_classes
-        self.multi_level = multi_level
-        self.bn_mode = bn_mode
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -243,17 +255,14 @@ class DeepLabV2ResNet101(DeepLabSegmenter):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.layer5 = ASPPClassifier(1024, num_classes, aspp_dilations, aspp_bug_compat) if multi_level else None
-        self.layer6 = ASPPClassifier(2048, num_classes, aspp_dilations, aspp_bug_compat)
-        self._apply_bn_mode()
+        self._add_heads(num_classes, (1024, 2048), multi_level, aspp_dilations, aspp_bug_compat)
+        self._apply_bn_mode(bn_mode)
 
     def forward(self, x: Tensor) -> SegOutput:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
         x = self.layer2(self.layer1(x))  # (B, 512, h, w), stride 8 from here on
         c3 = self.layer3(x)  # (B, 1024, h, w)
-        c4 = self.layer4(c3)  # (B, 2048, h, w)
-        aux = self.layer5(c3) if self.layer5 is not None else None
-        return SegOutput(logits=self.layer6(c4), features=c4, aux_logits=aux)
+        return self._outputs(c3, self.layer4(c3))  # layer4: (B, 2048, h, w)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from udalib.models.deeplabv2 import ASPPClassifier, DeepLabSegmenter
+from udalib.models.deeplabv2 import DeepLabSegmenter
 from udalib.models.output import SegOutput
 
 #: ASPP rates for stride-4 maps of 16x32: the paper's (6, 12, 18, 24) would look past the border.
@@ -83,7 +83,6 @@ class SmallDeepLab(DeepLabSegmenter):
     """
 
     arch = "small"
-    feature_channels = 128
     head_names = ("layer5", "layer6")
 
     def __init__(
@@ -97,9 +96,6 @@ class SmallDeepLab(DeepLabSegmenter):
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = channels
-        self.num_classes = num_classes
-        self.multi_level = multi_level
-        self.bn_mode = bn_mode
         self.stem = _conv_bn_relu(3, c1, stride=2)
         self.layer1 = BasicBlock(c1, c1, stride=2)
         self.layer2 = BasicBlock(c1, c2)
@@ -108,16 +104,13 @@ class SmallDeepLab(DeepLabSegmenter):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.layer5 = ASPPClassifier(c3, num_classes, aspp_dilations, aspp_bug_compat) if multi_level else None
-        self.layer6 = ASPPClassifier(c4, num_classes, aspp_dilations, aspp_bug_compat)
-        self._apply_bn_mode()
+        self._add_heads(num_classes, (c3, c4), multi_level, aspp_dilations, aspp_bug_compat)
+        self._apply_bn_mode(bn_mode)
 
     def forward(self, x: Tensor) -> SegOutput:
         x = self.layer2(self.layer1(self.stem(x)))  # (B, c2, H/4, W/4)
         c3 = self.layer3(x)  # (B, c3, H/4, W/4)
-        c4 = self.layer4(c3)  # (B, c4, H/4, W/4)
-        aux = self.layer5(c3) if self.layer5 is not None else None
-        return SegOutput(logits=self.layer6(c4), features=c4, aux_logits=aux)
+        return self._outputs(c3, self.layer4(c3))  # layer4: (B, c4, H/4, W/4)
 
 
 __all__ = ["SMALL_ASPP_DILATIONS", "SmallDeepLab"]
