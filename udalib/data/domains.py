@@ -27,18 +27,25 @@ from .transforms import eval_transform, train_transform
 
 
 def ensure_synthcity(cfg: RunConfig) -> Path:
-    """Generate the run's SynthCity set if its folder does not hold one yet (cached, keyed by the spec).
+    """The run's SynthCity set: generated into the shared cache the first time, never anywhere else.
 
     A folder that already holds a complete set (its ``synthcity.json`` is written last) is read as it is, even at
     another size or count than the preset's: ``data_root`` may point at a set made with ``udalib data synthcity``.
+    A `data_root` without a set is an error (a typo must not fill a folder with images).
     """
     d = cfg.data
-    if (Path(d.source_root) / synthcity.META_FILE).is_file():
-        return Path(d.source_root)
+    root = Path(d.source_root)
+    if (root / synthcity.META_FILE).is_file():
+        return root
+    if root != synthcity.cache_dir(d.synthcity_size, d.synthcity_counts):
+        raise FileNotFoundError(
+            f"data_root {root} holds no SynthCity set ({synthcity.META_FILE} missing); make one with "
+            f"`udalib data synthcity --out {root}`, or leave data_root unset to use the shared cache"
+        )
     h, w = d.synthcity_size
     n_src, n_tr, n_val = d.synthcity_counts
     spec = synthcity.SynthCitySpec(seed=0, height=h, width=w, n_source=n_src, n_target_train=n_tr, n_target_val=n_val)
-    return synthcity.ensure(d.source_root, spec)
+    return synthcity.ensure(root, spec)
 
 
 def target_label_size(cfg: RunConfig) -> tuple[int, int]:
