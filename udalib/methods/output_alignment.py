@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import discriminator_loss, generator_loss
+from ..inference import upsample
 from ..models.discriminators import PatchDiscriminator
 from .base import Backward, set_requires_grad
 
 MapFn = Callable[[Tensor], Tensor]  # upsampled probabilities (B, K, H, W) → discriminator input (B, K, H, W)
-LEVELS = ("aux", "main")
 
 
 class OutputDiscriminators(nn.Module):
@@ -78,8 +78,6 @@ class OutputDiscriminators(nn.Module):
 
 def level_maps(out, size: tuple[int, int], fn: MapFn) -> dict[str, Tensor]:
     """{level: M(softmax(upsample(logits)))} at the network input size, for the levels the model has."""
-    from ..inference import upsample
-
     maps = {"main": fn(torch.softmax(upsample(out.logits, size).float(), dim=1))}
     if out.aux_logits is not None:
         maps["aux"] = fn(torch.softmax(upsample(out.aux_logits, size).float(), dim=1))
