@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..losses import discriminator_loss, generator_loss
 from ..inference import upsample
+from ..losses import discriminator_loss, generator_loss
 from ..models.discriminators import PatchDiscriminator
 from .base import Backward, set_requires_grad
 
