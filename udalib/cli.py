@@ -53,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a method and print its target-val per-class IoU and mIoU")
     _add_run_args(p)
     p.add_argument("--resume", default=None, help="checkpoint file, or 'auto' for the latest in --out-dir")
-    p.add_argument("--overwrite", action="store_true", help="start over in an --out-dir that holds a run")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an --out-dir that holds a run (the old "
+        "run is moved aside to <out-dir>.previous-<time>, never deleted)",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints")
     p.add_argument("--results", action="store_true", help="also add the record to results/<preset>/<method>.json")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
 
@@ -140,7 +146,7 @@ def cmd_train(args) -> int:
         width = max(map(len, methods.REGISTRY))
         print("\n".join(f"{name:{width}}  {v.description}" for name, v in methods.REGISTRY.items()))
         return 0
-    cfg = _config(args, resume=args.resume)
+    cfg = _config(args, resume=args.resume, checkpoint_every=args.checkpoint_every)
     if args.overwrite:
         import dataclasses
 
@@ -210,7 +216,7 @@ def cmd_data(args) -> int:
 def cmd_pseudo_label(args) -> int:
     from .data.domains import build_domains, target_label_size
     from .data.labels import get_protocol
-    from .pseudo_labels import generate_pseudo_labels
+    from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
 
     model, cfg = _load_checkpoint(args, args.checkpoint)
     stats = generate_pseudo_labels(
@@ -223,7 +229,13 @@ def cmd_pseudo_label(args) -> int:
         device=next(model.parameters()).device,
         overwrite=args.overwrite,
     )
-    print(json.dumps(stats, indent=1, default=float))
+    protocol = get_protocol(cfg.data.protocol)
+    for name, threshold, kept in zip(protocol.classes, stats["thresholds"].tolist(), stats["kept_fraction"].tolist()):
+        print(f"{name:<15} threshold {threshold:.3f}  kept {100 * kept:5.1f}% of its predicted pixels")
+    print(
+        f"{stats['num_images']} pseudo-labels in {stats['out_dir']}, {100 * stats['kept_fraction_all']:.1f}% of "
+        f"the pixels labelled; thresholds and counts in {stats['out_dir'] / THRESHOLDS_FILE}"
+    )
     return 0
 
 
@@ -252,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         print(f"udalib {args.command}: error: {err}", file=sys.stderr)
         return 2
 

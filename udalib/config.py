@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,17 @@ class DataConfig:
     pseudo_label_dir: str | None = None  # target-train labels from pseudo-labels (self-training stage)
     labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
 
+    def __post_init__(self) -> None:
+        _one_of("labelled", self.labelled, ("source", "target"))
+        _one_of("source_sampling", self.source_sampling, ("uniform", "class_balanced"))
+        for name in ("source_size", "target_size", "eval_size", "synthcity_size"):
+            size = getattr(self, name)
+            if not (isinstance(size, tuple) and len(size) == 2 and all(_positive_int(v) for v in size)):
+                raise ValueError(f"{name} must be (height, width) in positive integers, got {size!r}")
+        if not (len(self.synthcity_counts) == 3 and all(_positive_int(v) for v in self.synthcity_counts)):
+            raise ValueError(f"synthcity_counts must be 3 positive integers, got {self.synthcity_counts!r}")
+        _check_int("num_workers", self.num_workers, minimum=0)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -75,6 +87,36 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 1234
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "iters",
+            "poly_horizon",
+            "batch_source",
+            "batch_target",
+            "accum",
+            "eval_every",
+            "checkpoint_every",
+            "log_every",
+        ):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        if self.poly_horizon < self.iters:
+            raise ValueError(
+                f"poly_horizon ({self.poly_horizon}) must be at least iters ({self.iters}): the poly "
+                "LR reaches zero at the horizon"
+            )
+        for name in ("lr", "head_lr_mult", "momentum", "weight_decay", "poly_power"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr == 0:
+            raise ValueError("lr must be positive, got 0")
+        _one_of("amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        try:
+            resolve_device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
 
 
 @dataclass(frozen=True)
@@ -115,6 +157,21 @@ class RunConfig:
 def _from_dict(kind: type, values: dict) -> Any:
     """A config dataclass from JSON values (lists back to tuples, where the field is a tuple)."""
     return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -243,9 +243,9 @@ def resolve(
     unknown = set(overrides) - set(valid)
     if unknown:
         raise ValueError(f"unknown training parameter(s) {sorted(unknown)}; valid: {valid}")
-    train = dataclasses.replace(train, **overrides)
-    if iters is not None and train.poly_horizon < iters:
-        train = dataclasses.replace(train, poly_horizon=int(iters / 0.6))
+    if isinstance(iters, int) and iters > overrides.get("poly_horizon", train.poly_horizon):
+        overrides["poly_horizon"] = int(iters / 0.6)
+    train = dataclasses.replace(train, **overrides)  # TrainConfig checks every value (types, ranges)
     if method_overrides:
         mcfg = dataclasses.replace(mcfg, **method_overrides)
     if preset == "paper" and resolve_device(train.device).type != "cuda":

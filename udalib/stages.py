@@ -16,6 +16,7 @@ from .data.labels import get_protocol
 from .models.trained import load_trained
 from .presets import resolve
 from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
+from .run_folder import RunFolder
 from .train import TrainResult, train
 
 STAGE_PREFIX = "stage:"
@@ -38,9 +39,9 @@ def stage_config(cfg: RunConfig, method: str) -> RunConfig:
 
 
 def cached_run(cfg: RunConfig, name: str) -> RunConfig:
-    """`cfg` with its run folder in the stage cache, ``stages/<name>-<key of the config>``, resumed if present."""
+    """`cfg` with its run folder in the stage cache, ``stages/<name>-<key of the config>``."""
     key = cache_key(cfg.to_dict())
-    return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{name}-{key}"), resume="auto")
+    return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{name}-{key}"), resume=None)
 
 
 def stage_checkpoint(cfg: RunConfig, method: str, *, progress: str = "lines") -> Path:
@@ -48,7 +49,7 @@ def stage_checkpoint(cfg: RunConfig, method: str, *, progress: str = "lines") ->
     stage = stage_config(cfg, method)
     if not stage.final_checkpoint.exists():
         print(f"training stage {method!r} into the cache {stage.out_dir} (once per preset and seed)")
-        run(stage, progress=progress)
+        run(RunFolder(stage).continuing(), progress=progress)
     return stage.final_checkpoint
 
 
@@ -85,7 +86,9 @@ def resolve_stages(cfg: RunConfig, *, progress: str = "lines") -> RunConfig:
 
 
 def run(cfg: RunConfig, *, progress: str = "bar") -> TrainResult:
-    """Train `cfg`, first training (or reusing) the stages it starts from."""
+    """Train `cfg`, first training (or reusing) the stages it starts from; a request that cannot be met (nothing
+    to resume, another run's folder) is refused before any stage is trained."""
+    RunFolder(cfg).check_before_start()
     return train(resolve_stages(cfg, progress=progress), progress=progress)
 
 

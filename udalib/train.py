@@ -9,9 +9,11 @@ TensorBoard scalars, a progress bar, and DDP when started with ``torchrun``. A m
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import RunConfig, resolve_device
-from .data.domains import build_domains
+from .data.domains import Domains, build_domains
 from .data.labels import get_protocol
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, write_json
@@ -31,6 +33,7 @@ from .methods import build_method
 from .methods.base import Method
 from .models.checkpoints import read_checkpoint
 from .models.trained import build_segmenter, load_weights
+from .run_folder import RunFolder, RunFolderError
 
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed helpers (torchrun): each rank draws its own batches; gradients are averaged before every step.
@@ -119,19 +122,39 @@ class Cadence:
         )
 
 
+@dataclass
+class _Parts:
+    """What a run is built from, before anything is written: data, model, method, optimiser, precision."""
+
+    domains: Domains
+    model: nn.Module
+    method: Method
+    opt: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: the run stops, its last checkpoint (finite) is kept, nothing is recorded."""
+
+
+class DiskFullError(OSError):
+    """A checkpoint could not be written for lack of space: the previous checkpoint and the log are kept."""
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, *, progress: str = "bar"):
         self.cfg = cfg
         self.progress = progress  # bar | lines | none
         self.device = resolve_device(cfg.train.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {cfg.train.device!r} asked for CUDA, which this machine does not have")
         self.rank, self.world = _dist_setup(self.device)
         self.protocol = get_protocol(cfg.data.protocol)
         self.out_dir = Path(cfg.out_dir)
+        self.folder = RunFolder(cfg)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
-    def _existing_checkpoints(self) -> list[Path]:
-        return sorted(self.out_dir.glob("checkpoint_*.pt"))
-
     def save_checkpoint(self, step: int, model, opt, method, scaler) -> Path:
         state = {
             "step": step,
@@ -150,35 +173,59 @@ class Trainer:
             "num_classes": self.protocol.num_classes,
             "backbone": self.cfg.train.backbone,
         }
-        return atomic_write(self.cfg.checkpoint_path(step), lambda tmp: torch.save(state, tmp))
+        path = self.cfg.checkpoint_path(step)
+        try:
+            return atomic_write(path, lambda tmp: torch.save(state, tmp))
+        except (OSError, RuntimeError) as err:
+            # torch reports a full disk as a RuntimeError from its zip writer ("file write failed")
+            if not _out_of_space(err, path.parent):
+                raise
+            kept = [p.name for p in self.folder.checkpoints()]
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"disk full: the checkpoint of iteration {step} could not be written to {path.parent}. "
+                f"Kept: the previous checkpoints {kept or 'none'} and the log (log.jsonl). Free some space and "
+                "continue with --resume auto",
+            ) from err
 
-    def _resume_path(self) -> Path | None:
-        r = self.cfg.resume
-        if r is None:
-            return None
-        if r == "auto":
-            found = self._existing_checkpoints()
-            return found[-1] if found else None
-        if not Path(r).is_file():
-            raise FileNotFoundError(f"resume={r!r}: no such checkpoint file (or pass resume='auto')")
-        return Path(r)
+    def _resume(self, candidates: list[Path], model, opt, method, scaler) -> int:
+        """Load the first readable candidate that belongs to this run; returns its iteration."""
+        for path in candidates:
+            try:
+                state = read_checkpoint(path)
+                stored = state["config"]
+            except (ValueError, KeyError) as err:
+                print(f"cannot resume from {path} ({err}); trying the checkpoint before it")
+                continue
+            self.folder.check_same_run(stored, path)
+            start = self._load(state, model, opt, method, scaler)
+            print(f"resumed from {path} at iteration {start}")
+            return start
+        raise RunFolderError(f"no readable checkpoint to resume from in {self.out_dir}")
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        cfg, t, device = self.cfg, self.cfg.train, self.device
-        resume = self._resume_path()
-        if resume is None and self._existing_checkpoints() and not cfg.overwrite:
-            raise FileExistsError(
-                f"{self.out_dir} already holds checkpoints of a run; pass resume='auto' to "
-                "continue it, overwrite=True to start over beside them, or another out_dir"
-            )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(self.cfg.describe())
-        _seed_everything(t.seed)  # the same initial weights on every DDP rank
+        """Train the run. Everything is checked and built before the folder is touched (a failed start leaves it as
+        it was); the folder is locked while the run writes there."""
+        candidates = self.folder.resume_candidates()
+        parts = self._build(fresh=not candidates)
+        if self.rank != 0:
+            return self._run(parts, candidates)
+        if not candidates and self.cfg.overwrite:
+            with self.folder.lock():  # refuses while another run holds the folder
+                pass
+            aside = self.folder.move_aside()
+            if aside is not None:
+                print(f"the previous run in {self.out_dir} was moved to {aside}")
+        with self.folder.lock():
+            return self._run(parts, candidates)
 
+    def _build(self, *, fresh: bool) -> _Parts:
+        cfg, t, device = self.cfg, self.cfg.train, self.device
+        _seed_everything(t.seed)  # the same initial weights on every DDP rank
         domains = build_domains(cfg)
         model = build_segmenter(t, self.protocol.num_classes)
-        if t.init_checkpoint and resume is None:
+        if t.init_checkpoint and fresh:
             # initial weights may come from a multi-level stage (single-level AdaptSegNet starts from source-only)
             load_weights(model, t.init_checkpoint, drop_heads=True)
         model = model.to(device)
@@ -191,21 +238,37 @@ class Trainer:
             feature_dim=model.feature_channels,
             total_iters=t.iters,
         ).to(device)
-        _seed_everything(t.seed + self.rank)  # ranks draw different augmentations
+        _seed_everything(t.seed + self.rank)  # ranks draw different augmentations (a resume restores its RNG)
         groups = [
             {"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}
             for g in model.parameter_groups(t.head_lr_mult)
         ]
         opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-        optimizers = [opt, *method.aux_optimizers()]
         amp_dtype = _autocast_dtype(t.amp, device)
         scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+        return _Parts(domains, model, method, opt, amp_dtype, scaler)
 
-        start = 0
-        if resume is not None:
-            start = self._load(resume, model, opt, method, scaler)
-            print(f"resumed from {resume} at iteration {start}")
-        else:
+    def _run(self, parts: _Parts, candidates: list[Path]) -> TrainResult:
+        cfg, t, device = self.cfg, self.cfg.train, self.device
+        domains, model, method, opt, amp_dtype, scaler = (
+            parts.domains,
+            parts.model,
+            parts.method,
+            parts.opt,
+            parts.amp_dtype,
+            parts.scaler,
+        )
+        optimizers = [opt, *method.aux_optimizers()]
+        start = self._resume(candidates, model, opt, method, scaler) if candidates else 0
+        if start >= t.iters:
+            raise RunFolderError(
+                f"{self.out_dir} holds a finished run ({start} of {t.iters} iterations): nothing to resume. "
+                f"Evaluate it with `udalib evaluate --checkpoint {candidates[0]}`, or pass a larger --iters (iters) "
+                "to train on"
+            )
+        if self.rank == 0:  # only a run that passed every check above describes itself in the folder
+            write_json(self.out_dir / "config.json", cfg.to_dict())
+        if not candidates:
             method.prepare(model, domains.labelled_eval_loader(), device)
 
         labelled = domains.labelled_stream(t.batch_source, seed=t.seed * 7 + self.rank, start_step=start * t.accum)
@@ -229,7 +292,7 @@ class Trainer:
                 src = next(labelled).to(device, t.channels_last)
                 tgt = next(target).to(device, t.channels_last) if target is not None else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    books.pending.append(method.training_step(model, src, tgt, step, backward))
+                    books.record(step, method.training_step(model, src, tgt, step, backward))
             _average_gradients(params, self.world)
             for o in optimizers:
                 scaler.step(o) if scaler is not None else o.step()
@@ -238,8 +301,7 @@ class Trainer:
             books.after_step(step + 1, model, opt, method, scaler)
         return books.close(model, method)
 
-    def _load(self, path: Path, model, opt, method, scaler) -> int:
-        state = read_checkpoint(path)
+    def _load(self, state: dict, model, opt, method, scaler) -> int:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         for o, s in zip(method.aux_optimizers(), state["aux_optimizers"]):
@@ -298,14 +360,19 @@ class _Books:
         t = trainer.cfg.train
         self.trainer, self.result, self.domains = trainer, result, domains
         self.cadence = Cadence(t.log_every, t.checkpoint_every, t.eval_every, t.iters)
-        self.pending: list[dict[str, Tensor]] = []
+        self.pending: list[tuple[int, dict[str, Tensor]]] = []  # (iteration, its logged losses) since the last log
         self.writer = self._tensorboard()
         self.bar = self._bar(start, t.iters)
         self.t0 = time.time()
 
+    def record(self, step: int, losses: dict[str, Tensor]) -> None:
+        self.pending.append((step, losses))
+
     def after_step(self, done: int, model: nn.Module, opt, method: Method, scaler) -> None:
         tr, result = self.trainer, self.result
         log, checkpoint, evaluate_now = self.cadence.due(done)
+        if log or checkpoint or evaluate_now:
+            self._check_finite()  # before anything is logged, saved or evaluated
         if log:
             result.history.append(self._log(done, opt.param_groups[0]["lr"]))
         if checkpoint and tr.rank == 0:
@@ -318,6 +385,7 @@ class _Books:
             if result.best is None or res.main_miou > result.best[1].main_miou:
                 result.best = (done, res)
             result.final = res
+            self._append("evals.jsonl", {"step": done, "miou": res.main_miou})  # kept even if the run dies later
             self._say(f"iter {done}: target-val mIoU {res.main_miou:.1f}")
         if self.bar is not None:
             self.bar.update(1)
@@ -334,9 +402,25 @@ class _Books:
             write_json(tr.out_dir / "metrics.json", tr.metrics(result))
         return result
 
+    def _check_finite(self) -> None:
+        """Stop the run at the first NaN or infinite loss since the last check (one host sync per check)."""
+        values = [v for _, d in self.pending for v in d.values()]
+        if not values or bool(torch.stack([torch.isfinite(v).all() for v in values]).all()):
+            return
+        step, name, value = next(
+            (s, k, v) for s, d in self.pending for k, v in d.items() if not torch.isfinite(v).all()
+        )
+        kept = self.trainer.folder.checkpoints()
+        raise NonFiniteLossError(
+            f"iteration {step + 1}: the loss term {name!r} is {value.float().mean().item()}; the run stops here. "
+            f"{'Its last checkpoint ' + kept[-1].name + ' (finite) is kept' if kept else 'No checkpoint was written'}"
+            " and no result is recorded. Lower the learning rate, or check the data and the loss weights."
+        )
+
     def _log(self, step: int, lr: float) -> dict:
         # One host sync per log interval, not per iteration.
-        pending, self.pending = self.pending, []
+        pending = [d for _, d in self.pending]
+        self.pending = []
         names = sorted({k for d in pending for k in d})
         stacked = torch.stack([torch.stack([d[k].float() for d in pending if k in d]).mean() for k in names])
         values = dict(zip(names, stacked.tolist()))
@@ -349,9 +433,13 @@ class _Books:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
         elif self.trainer.progress == "lines" and self.trainer.rank == 0:
             print(f"iter {step}: " + " ".join(f"{k}={v:.4g}" for k, v in values.items()), flush=True)
-        with open(self.trainer.out_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        self._append("log.jsonl", row)
         return row
+
+    def _append(self, name: str, row: dict) -> None:
+        if self.trainer.rank == 0:
+            with open(self.trainer.out_dir / name, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
 
     def _tensorboard(self):
         if self.trainer.rank != 0:
@@ -370,7 +458,9 @@ class _Books:
         return tqdm(total=total, initial=start, desc=self.trainer.cfg.method, mininterval=2.0)
 
     def _say(self, text: str) -> None:
-        if self.trainer.rank == 0 and self.trainer.progress != "none":
+        if self.bar is not None:
+            self.bar.write(text)  # on its own line, not onto the bar's
+        elif self.trainer.rank == 0 and self.trainer.progress != "none":
             print(text, flush=True)
 
 
@@ -380,6 +470,16 @@ def _set_poly_lr(optimizers: list[torch.optim.Optimizer], factor: float) -> None
         for g in o.param_groups:
             g["lr"] = g["initial_lr"] * factor
         o.zero_grad(set_to_none=True)
+
+
+def _out_of_space(err: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of disk space (ENOSPC, or torch's zip writer with almost no space left)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    try:
+        return "write failed" in str(err) and shutil.disk_usage(folder).free < 64 * 2**20
+    except OSError:
+        return False
 
 
 def _seed_everything(seed: int) -> None:

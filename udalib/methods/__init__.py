@@ -7,6 +7,7 @@ its name.
 
 from __future__ import annotations
 
+from ..results import CATALOGUE
 from . import adaptsegnet, advent, globallocal, sdca, supervised
 from .base import Method, Variant
 
@@ -22,7 +23,14 @@ def get(name: str) -> Variant:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(REGISTRY)}") from None
+        pass
+    if name in CATALOGUE:  # controls and ablations are results, not methods
+        entry = CATALOGUE[name]
+        raise ValueError(
+            f"{name!r} is not a method to train but a result ({entry.kind}: {entry.description}); make it with "
+            f"`udalib reproduce --methods {name}`"
+        )
+    raise ValueError(f"unknown method {name!r}; expected one of {sorted(REGISTRY)}")
 
 
 def build_method(name: str, cfg: object, num_classes: int, *, feature_dim: int, total_iters: int) -> Method:
