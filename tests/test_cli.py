@@ -48,6 +48,7 @@ def test_a_file_that_is_not_a_udalib_checkpoint_is_named(tmp_path, capsys):
 
 def test_train_list_names_every_method_with_a_description(capsys):
     assert cli.main(["train", "--list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list(methods.REGISTRY)
-    assert all(len(line.split()) > 2 for line in lines)
+    trained, others = capsys.readouterr().out.split("\n\n")
+    assert [line.split()[0] for line in trained.splitlines()] == list(methods.REGISTRY)
+    assert all(len(line.split()) > 2 for line in trained.splitlines())
+    assert "source_only_adabn" in others and "advent_frozen_bn" in others

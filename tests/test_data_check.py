@@ -60,7 +60,7 @@ def test_unlabelled_train_split_and_corrupt_image(tmp_path):
     write_cityscapes(tmp_path, "train", {"aachen": [RAW, RAW]}, labels=False)
     path = tmp_path / "leftImg8bit/train/aachen/aachen_000000_000001_leftImg8bit.png"
     path.write_bytes(path.read_bytes()[:30])
-    report = check_dataset(tmp_path, "cityscapes")
+    report = check_dataset(tmp_path, "cityscapes", split="train")
     assert not report.labelled and report.pairs == 1
     assert any("1 files cannot be read" in p and "aachen_000000_000001" in p for p in report.problems)
 

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "udalib"
 LAYERS: dict[str, int] = {
     "config": 0,
     "files": 0,
+    "run_folder": 0,
     "data": 1,
     "models": 1,
     "losses": 1,

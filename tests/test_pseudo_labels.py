@@ -202,8 +202,11 @@ def test_refuses_a_non_empty_folder(tmp_path):
     generate_pseudo_labels(ConstantLogitsModel(), hand_loader(), out, num_classes=3, label_size=(8, 8))
     with pytest.raises(FileExistsError, match=str(out)):
         generate_pseudo_labels(ConstantLogitsModel(), hand_loader(), out, num_classes=3, label_size=(8, 8))
+    (out / "mine.txt").write_text("a file of the user's")
     generate_pseudo_labels(ConstantLogitsModel(), hand_loader(), out, num_classes=3, label_size=(8, 8), overwrite=True)
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp")) and not (out / "mine.txt").exists()  # a fresh folder
+    (aside,) = tmp_path.glob("pl.previous-*")  # the old one, moved aside with everything in it
+    assert (aside / "mine.txt").read_text() == "a file of the user's" and (aside / "thresholds.json").is_file()
 
 
 class RandomModel(nn.Module):

@@ -36,6 +36,7 @@ def test_records_reuse_and_adabn(tiny_measured, tmp_path):
     assert so["method"] == "source_only" and adabn["method"] == ADABN
     assert adabn["adabn_images"] == 16  # every target-train image of the tiny set, once
     assert adabn["miou"] != so["miou"]  # the same weights with target BN statistics
+    assert so["data"]["synthcity"]["n_source"] == 48 and adabn["data"] == so["data"]  # what they were measured on
 
     ckpt = tiny_measured / "seed0" / "source_only" / "checkpoint_0000004.pt"
     stamp = ckpt.stat().st_mtime_ns

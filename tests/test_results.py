@@ -10,6 +10,7 @@ import pytest
 from udalib import results
 
 CLASSES = ["road", "car"]
+DATA = {"preset": "quick", "protocol": "cityscapes19", "source": "synthcity", "target": "synthcity"}
 
 
 def record(method: str, seed: int, miou: float, iters: int = 200) -> dict:
@@ -24,6 +25,7 @@ def record(method: str, seed: int, miou: float, iters: int = 200) -> dict:
         "checkpoint": "last",
         "wall_s": 60.0,
         "device": "cpu",
+        "data": DATA,
     }
 
 

@@ -64,6 +64,16 @@ def test_written_layouts_read_back_with_the_real_loaders(tmp_path):
         )
 
 
+def test_overwrite_moves_the_old_set_aside_so_no_stale_image_remains(tmp_path):
+    small = SynthCitySpec(height=32, width=64, n_source=3, n_target_train=1, n_target_val=1)
+    root = generate(tmp_path / "sc", small, workers=1)
+    fewer = SynthCitySpec(height=32, width=64, n_source=2, n_target_train=1, n_target_val=1)
+    generate(root, fewer, workers=1, overwrite=True)
+    assert sorted(p.name for p in (root / "source" / "images").iterdir()) == ["00000.png", "00001.png"]
+    (aside,) = tmp_path.glob("sc.previous-*")
+    assert len(list((aside / "source" / "images").iterdir())) == 3  # the old set, kept whole
+
+
 def test_a_set_made_at_another_size_is_read_as_it_is(tmp_path):
     from udalib.data.domains import build_domains, target_label_size
     from udalib.presets import resolve

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints")
     p.add_argument("--results", action="store_true", help="also add the record to results/<preset>/<method>.json")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --results: replace a record of the same seed measured on other (or unknown) data",
+    )
     p.add_argument("--list", action="store_true", help="list the methods and exit")
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on target val, or score a folder of PNGs")
@@ -111,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-root", default=None, help="default: the repository's results/")
     p.add_argument("--data-root", default=None)
     p.add_argument("--target-root", default=None)
+    p.add_argument("--replace", action="store_true", help="replace records measured on other (or unknown) data")
     return parser
 
 
@@ -143,8 +149,11 @@ def cmd_train(args) -> int:
     from . import methods, results, stages
 
     if args.list:
-        width = max(map(len, methods.REGISTRY))
+        others = {n: e for n, e in results.CATALOGUE.items() if n not in methods.REGISTRY}
+        width = max(map(len, [*methods.REGISTRY, *others]))
         print("\n".join(f"{name:{width}}  {v.description}" for name, v in methods.REGISTRY.items()))
+        print("\ncontrols and ablations (made by `udalib reproduce --methods NAME`, not by train):")
+        print("\n".join(f"{name:{width}}  {e.description}" for name, e in others.items()))
         return 0
     cfg = _config(args, resume=args.resume, checkpoint_every=args.checkpoint_every)
     if args.overwrite:
@@ -158,7 +167,8 @@ def cmd_train(args) -> int:
         print(f"best on target val (oracle selection): {res.best[1].main_miou:.1f} at iteration {res.best[0]}")
     if args.results:
         metrics = json.loads((res.out_dir / "metrics.json").read_text())
-        print(f"recorded in {results.append_record(results.record_from_metrics(metrics))}")
+        record = results.record_from_metrics(metrics, cfg)
+        print(f"recorded in {results.append_record(record, replace=args.replace)}")
     return 0
 
 
@@ -249,6 +259,7 @@ def cmd_reproduce(args) -> int:
         results_root=args.results_root,
         data_root=args.data_root,
         target_root=args.target_root,
+        replace=args.replace,
     )
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def move_aside(path: str | os.PathLike) -> Path | None:
+    """Rename a non-empty file or folder to ``<name>.previous-<time>`` (never delete what a user made); returns
+    the new path, or None when there was nothing to keep."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = path.with_name(f"{path.name}.previous-{stamp}"), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.previous-{stamp}-{n}")
+    path.rename(aside)
+    return aside
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from udalib.inference import predict_logits
 
 from .config import IGNORE_INDEX
-from .files import atomic_write, write_json
+from .files import atomic_write, move_aside, write_json
 
 PSEUDO_SUFFIX = "_pseudo_trainIds.png"
 """File-name ending of a pseudo-label PNG; it replaces the image's ``_leftImg8bit.png``."""
@@ -230,14 +230,14 @@ def generate_pseudo_labels(
             call and restored to its previous mode afterwards.
         loader: yields ``(image (B, 3, h, w), label, meta)`` with ``meta["name"]`` a list of relative
             image paths such as "aachen/aachen_000000_000019_leftImg8bit.png".
-        out_dir: output folder; must be absent or empty unless ``overwrite`` (then files of the same name
-            are replaced and other files are left alone).
+        out_dir: output folder; must be absent or empty unless ``overwrite`` (then the old folder is moved
+            to ``<out_dir>.previous-<time>`` and the labels are written into an empty one).
         num_classes: K (at most 255; 255 is the ignore value).
         label_size: (H, W) of the written labels.
         cap: upper bound on every class threshold (0.9).
         device: where the images are sent.
         bins: histogram bins in [0, 1] (threshold resolution 1 / bins).
-        overwrite: allow a non-empty ``out_dir``.
+        overwrite: move a non-empty ``out_dir`` aside instead of refusing.
 
     Returns:
         dict with "thresholds" (K,) float32, "predicted_pixels" (K,) and "kept_pixels" (K,) int64 counts
@@ -250,8 +250,13 @@ def generate_pseudo_labels(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"pseudo-label output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"pseudo-label folder {out} is not empty; choose another folder or pass overwrite=True")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"pseudo-label folder {out} is not empty; choose another folder or pass overwrite=True (the old "
+                "labels are then moved aside, not deleted)"
+            )
+        print(f"the previous pseudo-labels in {out} were moved to {move_aside(out)}")
     height, width = (int(s) for s in label_size)
 
     was_training = model.training

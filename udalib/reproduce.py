@@ -8,6 +8,10 @@ with one setting changed ("ablation", recorded under its own name), or trained m
 ("evaluated"): the AdvEnt+MinEnt ensemble (ADVENT's 45.5, two models' logits 0.5/0.5) and AdaBN (BatchNorm
 statistics re-estimated on target train, :mod:`udalib.adabn`) applied to the source-only model, the control, and
 to adapted ones.
+
+Every record carries the identity of the data it was measured on (:func:`udalib.results.data_identity`). Before any
+training, the records about to be written are compared with those already in the results folder: one that would
+replace a record measured on other (or unknown) data stops the command unless ``replace=True``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .evaluate import EvalResult, evaluate
 from .models.trained import load_trained
 from .presets import resolve
 from .results import CATALOGUE
+from .run_folder import RunFolder, config_differences
 
 
 def run_once(cfg: RunConfig) -> dict:
@@ -34,12 +39,12 @@ def run_once(cfg: RunConfig) -> dict:
     metrics, config = cfg.final_checkpoint.parent / "metrics.json", cfg.final_checkpoint.parent / "config.json"
     if metrics.exists() and config.exists() and cfg.final_checkpoint.exists():
         # the stored config names the stage outputs it started from (``stage:`` references resolved)
-        if json.loads(config.read_text()) == json.loads(stages.resolve_stages(cfg).describe()):
+        if not config_differences(json.loads(config.read_text()), stages.resolve_stages(cfg)):
             return json.loads(metrics.read_text())
         raise FileExistsError(
             f"{cfg.out_dir} holds a run of another config; move it away or pass another results folder"
         )
-    stages.run(cfg, progress="lines")
+    stages.run(RunFolder(cfg).continuing(), progress="lines")
     return json.loads(metrics.read_text())
 
 
@@ -69,6 +74,7 @@ def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch
         "checkpoint": "last",
         "wall_s": round(time.time() - t0, 1),
         "device": device.type,
+        "data": results.data_identity(cfg),
         **extra,
     }
 
@@ -112,10 +118,31 @@ def measure(name: str, preset: str, seed: int, **kw) -> dict:
     entry = CATALOGUE[name]
     if entry.kind == "evaluated":
         return EVALUATORS[entry.how](name, preset, seed, **kw)
-    rec = results.record_from_metrics(run_once(measured_config(name, preset, seed, **kw)))
+    cfg = measured_config(name, preset, seed, **kw)
+    rec = results.record_from_metrics(run_once(cfg), cfg)
     if entry.kind == "ablation":
         rec.update(method=name, ablation={"of": entry.of, **entry.overrides})
     return rec
+
+
+def record_config(name: str, preset: str, seed: int, **kw) -> RunConfig:
+    """The run config a record of `name` is made with: its own (trained, ablation) or the evaluated model's."""
+    entry = CATALOGUE[name]
+    return measured_config(entry.of if entry.kind == "evaluated" else name, preset, seed, **kw)
+
+
+def check_replacements(names: list[str], preset: str, seeds, results_root: str | None = None, **kw) -> list[str]:
+    """Why the records of `names` × `seeds` could not replace those in `results_root` (one sentence each; none:
+    every record is new or replaces one measured on the same data). Nothing is trained."""
+    found = []
+    for name in names:
+        for seed in seeds:
+            cfg = record_config(name, preset, seed, **kw)
+            key = {"method": name, "preset": cfg.preset, "seed": cfg.train.seed, "iters": cfg.train.iters}
+            conflict = results.replacement_conflict({**key, "data": results.data_identity(cfg)}, results_root)
+            if conflict:
+                found.append(conflict)
+    return found
 
 
 def reproduce(
@@ -126,18 +153,32 @@ def reproduce(
     results_root: str | None = None,
     data_root: str | None = None,
     target_root: str | None = None,
+    replace: bool = False,
 ) -> list[dict]:
+    """Measure `methods` (default: the whole catalogue) × `seeds` and add each record to ``results_root``.
+
+    replace: let records replace those of the same method, seed and iterations measured on other or unknown data
+    (the repository's records made before records carried their data identity); without it such a replacement is
+    refused, all of them listed in one RecordConflictError, before anything is trained.
+    """
     names = list(methods or CATALOGUE)
     unknown = [m for m in names if m not in CATALOGUE]
     if unknown:
         raise ValueError(f"unknown result name(s) {unknown}; expected some of {list(CATALOGUE)}")
     kw = {"data_root": data_root, "target_root": target_root}
+    conflicts = [] if replace else check_replacements(names, preset, seeds, results_root, **kw)
+    if conflicts:
+        raise results.RecordConflictError(
+            f"refusing to replace {len(conflicts)} record(s) measured on other or unknown data (nothing was "
+            "trained); pass replace=True (the command line's --replace) or another results folder:\n"
+            + "\n".join(f"  - {c}" for c in conflicts)
+        )
     records = []
     for name in names:
         for seed in seeds:
             rec = measure(name, preset, seed, **kw)
             print(f"{name} seed {seed}: mIoU {rec['miou']:.2f}", flush=True)
-            results.append_record(rec, results_root)
+            results.append_record(rec, results_root, replace=replace)
             records.append(rec)
     print(results.format_summary(results.summary(preset, names, results_root)))
     return records

@@ -6,7 +6,9 @@ number it is compared with, and the chapter that discusses it. Every measured ru
 ``results/<preset>/<name>.json``.
 
 Record format (ARCHITECTURE.md § Results files): {"method", "preset", "seed", "iters", "miou", "per_class_iou",
-"classes", "checkpoint", "wall_s", "device", ...}, mIoU in percent. Chapters read these files; nothing is retyped.
+"classes", "checkpoint", "wall_s", "device", "data", ...}, mIoU in percent, "data" what it was measured on
+(:func:`data_identity`). A record replaces the one of the same method, seed and iteration count only when both were
+measured on the same data (or when asked to, ``replace=True``). Chapters read these files; nothing is retyped.
 Example::
 
     from udalib import results
@@ -17,13 +19,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .config import RunConfig
+from .data import synthcity
 from .files import write_json
 
 Kind = Literal["trained", "ablation", "evaluated"]
@@ -249,7 +255,12 @@ KEEP = (
     "device",
     "git",
     "best_on_target_val",
+    "data",
 )
+
+
+class RecordConflictError(ValueError):
+    """A record would replace one measured on other (or unknown) data; ``replace=True`` replaces it anyway."""
 
 
 def default_root() -> Path:
@@ -257,20 +268,126 @@ def default_root() -> Path:
     return Path(__file__).resolve().parent.parent / "results"
 
 
-def record_from_metrics(metrics: dict) -> dict:
-    return {k: metrics[k] for k in KEEP if k in metrics}
+def data_identity(cfg: RunConfig) -> dict:
+    """What a run of `cfg` is measured on, for its records: the preset, the class protocol, the source and target
+    datasets and, for SynthCity, the generator version and the set's spec as its ``synthcity.json`` stores it (seed,
+    size, counts; where the set does not exist yet, the spec it will be generated with), for real data the roots'
+    resolved paths.
+
+    Example: ``{"preset": "quick", "protocol": "cityscapes19", "source": "synthcity", "target": "synthcity",
+    "synthcity": {"version": 2, "seed": 0, "height": 128, "width": 256, "n_source": 2000, ...}}``.
+    """
+    d = cfg.data
+    ident: dict = {"preset": cfg.preset, "protocol": d.protocol, "source": d.source, "target": d.target}
+    for role, name, root in (("source", d.source, d.source_root), ("target", d.target, d.target_root)):
+        if name == "synthcity":
+            ident["synthcity"] = _synthcity_identity(cfg, root)
+        else:
+            ident[f"{role}_root"] = None if root is None else str(Path(root).resolve())
+    return ident
 
 
-def append_record(record: dict, root: str | Path | None = None) -> Path:
-    """Add `record` to its method's file; a record of the same seed and iteration count is replaced (a re-run
-    of the same measurement), and the replacement is reported."""
-    path = Path(root or default_root()) / record["preset"] / f"{record['method']}.json"
+def _synthcity_identity(cfg: RunConfig, root: str | None) -> dict:
+    d = cfg.data
+    cache = synthcity.cache_dir(d.synthcity_size, d.synthcity_counts)
+    root = Path(root) if root is not None else cache
+    meta = root / synthcity.META_FILE
+    in_cache = root.resolve() == cache.resolve()  # the cache folder's name is keyed by the generator version
+    if meta.is_file():
+        spec = json.loads(meta.read_text())
+    elif in_cache:  # generated on first use, from the config (udalib.data.domains.ensure_synthcity)
+        (h, w), (n_src, n_tr, n_val) = d.synthcity_size, d.synthcity_counts
+        spec = asdict(synthcity.SynthCitySpec(0, h, w, n_src, n_tr, n_val))
+    else:
+        return {"version": "unknown", "root": str(root.resolve()), "spec": "missing"}
+    version = spec.pop("version", synthcity.VERSION if in_cache else "unknown")
+    return {"version": version, **spec}
+
+
+def record_from_metrics(metrics: dict, cfg: RunConfig | None = None) -> dict:
+    """The results record of a run's metrics (the fields of :data:`KEEP`); `cfg` fills in "data" where the metrics
+    lack it (runs trained before records carried it)."""
+    rec = {k: metrics[k] for k in KEEP if k in metrics}
+    if "data" not in rec and cfg is not None:
+        rec["data"] = data_identity(cfg)
+    return rec
+
+
+def _describe(record: dict) -> str:
+    data = record.get("data")
+    if data is None:
+        return "unknown data (the record has no 'data' field: it predates data identities)"
+    return json.dumps(data, sort_keys=True)
+
+
+def _file(record: dict, root: str | Path | None) -> Path:
+    return Path(root or default_root()) / record["preset"] / f"{record['method']}.json"
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    return a["seed"] == b["seed"] and a["iters"] == b["iters"]
+
+
+def _conflict(path: Path, old: dict, new: dict) -> str | None:
+    """Why `new` may not silently replace `old` (the same method, seed and iterations), or None."""
+    if old.get("data") is not None and old.get("data") == new.get("data"):
+        return None
+    return (
+        f"{path} already holds the record of {old['method']} seed {old['seed']} at {old['iters']} iterations "
+        f"({old['miou']:.2f} mIoU) measured on {_describe(old)}; the new one is measured on {_describe(new)}"
+    )
+
+
+def replacement_conflict(record: dict, root: str | Path | None = None) -> str | None:
+    """Why :func:`append_record` would refuse `record` (which needs "method", "preset", "seed", "iters" and
+    "data"): a record of the same method, seed and iteration count measured on other or unknown data; else None."""
+    path = _file(record, root)
     records = json.loads(path.read_text()) if path.exists() else []
-    same = [r for r in records if r["seed"] == record["seed"] and r["iters"] == record["iters"]]
-    if same:
-        print(f"{path}: replacing the earlier record of seed {record['seed']} ({same[0]['miou']:.2f} mIoU)")
-    records = [r for r in records if r not in same] + [record]
-    write_json(path, sorted(records, key=lambda r: (r["iters"], r["seed"])))
+    return next((c for r in records if _same_run(r, record) and (c := _conflict(path, r, record))), None)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (POSIX flock), so that concurrent appends never drop a record."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # no flock (Windows): appends are still atomic, only not serialised
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def append_record(record: dict, root: str | Path | None = None, *, replace: bool = False) -> Path:
+    """Add `record` to its method's file, written atomically (concurrent appends are serialised).
+
+    A record of the same seed and iteration count is replaced (a re-run of the same measurement, reported) when
+    both carry the same "data" identity (:func:`data_identity`). One measured on other data, or on unknown data
+    (a record without "data"), raises RecordConflictError naming both, unless `replace` (then the replacement is
+    reported with both identities).
+    """
+    path = _file(record, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.parent):
+        records = json.loads(path.read_text()) if path.exists() else []
+        same = [r for r in records if _same_run(r, record)]
+        for old in same:
+            conflict = _conflict(path, old, record)
+            if conflict and not replace:
+                raise RecordConflictError(
+                    f"refusing to replace a record: {conflict}. Replace it explicitly (replace=True; "
+                    "the command line's --replace) or write to another results folder."
+                )
+            print(f"{path}: replacing the earlier record of seed {record['seed']} ({old['miou']:.2f} mIoU)")
+            if conflict:
+                print(f"  it was measured on {_describe(old)}; the new one on {_describe(record)}")
+        records = [r for r in records if not _same_run(r, record)] + [record]
+        write_json(path, sorted(records, key=lambda r: (r["iters"], r["seed"])))
     return path
 
 

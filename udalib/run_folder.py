@@ -11,12 +11,12 @@ import dataclasses
 import errno
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .config import RunConfig
+from .files import move_aside
 
 LOCK_FILE = ".lock"
 STAGE_PREFIX = "stage:"
@@ -119,18 +119,8 @@ class RunFolder:
             )
 
     def move_aside(self) -> Path | None:
-        """Rename a folder that holds a previous run to ``<name>.previous-<time>`` (never deleted); the new run
-        starts in an empty folder of the original name."""
-        if not self.path.exists() or not any(self.path.iterdir()):
-            return None
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.previous-{stamp}")
-        n = 1
-        while aside.exists():
-            n += 1
-            aside = self.path.with_name(f"{self.path.name}.previous-{stamp}-{n}")
-        self.path.rename(aside)
-        return aside
+        """Move a previous run to ``<name>.previous-<time>`` (never deleted); the new run starts afresh."""
+        return move_aside(self.path)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

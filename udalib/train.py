@@ -25,14 +25,16 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import RunConfig, resolve_device
-from .data.domains import Domains, build_domains
+from .data.domains import Domains, build_domains, ensure_synthcity
 from .data.labels import get_protocol
+from .data.preflight import preflight
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, write_json
 from .methods import build_method
 from .methods.base import Method
 from .models.checkpoints import read_checkpoint
-from .models.trained import build_segmenter, load_weights
+from .models.trained import TRAINER_KEYS, build_segmenter, load_weights
+from .results import data_identity
 from .run_folder import RunFolder, RunFolderError
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,12 +194,11 @@ class Trainer:
         """Load the first readable candidate that belongs to this run; returns its iteration."""
         for path in candidates:
             try:
-                state = read_checkpoint(path)
-                stored = state["config"]
-            except (ValueError, KeyError) as err:
+                state = read_checkpoint(path, require=TRAINER_KEYS)
+            except ValueError as err:
                 print(f"cannot resume from {path} ({err}); trying the checkpoint before it")
                 continue
-            self.folder.check_same_run(stored, path)
+            self.folder.check_same_run(state["config"], path)
             start = self._load(state, model, opt, method, scaler)
             print(f"resumed from {path} at iteration {start}")
             return start
@@ -222,6 +223,10 @@ class Trainer:
 
     def _build(self, *, fresh: bool) -> _Parts:
         cfg, t, device = self.cfg, self.cfg.train, self.device
+        ensure_synthcity(cfg)  # generated data exists before it is checked
+        report = preflight(cfg)  # one DataError listing every problem found, before anything is written
+        if self.rank == 0 and self.progress != "none":
+            print(report)
         _seed_everything(t.seed)  # the same initial weights on every DDP rank
         domains = build_domains(cfg)
         model = build_segmenter(t, self.protocol.num_classes)
@@ -339,6 +344,7 @@ class Trainer:
             "checkpoint": "last",
             "wall_s": round(result.wall_s, 1),
             "device": self.device.type,
+            "data": data_identity(self.cfg),
             "git": git_revision(),
             "best_on_target_val": {
                 "step": result.best[0],

@@ -46,6 +46,10 @@ class LabelFormatError(ValueError):
     """A label file decodes but is not in the expected encoding (8-bit SYNTHIA labels, colour-coded labels)."""
 
 
+class DataError(ValueError):
+    """The run's data cannot be trained on: the message lists every problem found (``udalib.data.preflight``)."""
+
+
 class UnknownLabelIdWarning(UserWarning):
     """Label ids outside a dataset's table were found; they are mapped to 255 and counted."""
 
@@ -163,16 +167,44 @@ def read_image(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def image_size(path: Path, verify: bool = False) -> tuple[int, int]:
+def image_size(path: Path, verify: bool = False, *, decode: bool = False) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels.
 
     verify: also check the file's structure (PNG chunks and CRCs), which catches truncated downloads.
+    decode: decode every pixel instead (what a loader does; also catches a damaged pixel stream with intact chunks).
     """
     with _decoding(path, "image"), Image.open(path) as im:
         size = im.size
-        if verify:
+        if decode:
+            im.load()
+        elif verify:
             im.verify()
         return size
+
+
+#: PIL modes of a one-channel label: 8-bit gray, palette indices (GTA5), 16-bit and 32-bit integers.
+LABEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
+
+
+def _require_label_mode(path: Path, mode: str) -> None:
+    if mode not in LABEL_MODES:
+        raise LabelFormatError(
+            f"label {path} is a {mode} image: expected one channel of class ids "
+            f"(a colour-coded label, such as Cityscapes' *_color.png, cannot be read as ids)"
+        )
+
+
+def label_size(path: Path, *, ids: bool = True) -> tuple[int, int]:
+    """(width, height) of a label from its file header, without decoding the pixels.
+
+    ids: the label must be one channel of ids (LabelFormatError otherwise, as :func:`read_label_ids` would raise);
+    False for SYNTHIA's 16-bit RGB labels, whose bit depth only a decode tells.
+    """
+    with _decoding(path, "label"), Image.open(path) as im:
+        size, mode = im.size, im.mode
+    if ids:
+        _require_label_mode(path, mode)
+    return size
 
 
 def read_label_ids(path: Path) -> np.ndarray:
@@ -183,12 +215,9 @@ def read_label_ids(path: Path) -> np.ndarray:
     with _decoding(path, "label"), Image.open(path) as im:
         im.load()
         mode = im.mode
-        ids = np.asarray(im) if mode in ("L", "P", "I;16", "I;16B", "I;16L", "I") else None
+        ids = np.asarray(im) if mode in LABEL_MODES else None
     if ids is None:
-        raise LabelFormatError(
-            f"label {path} is a {mode} image: expected one channel of class ids "
-            f"(a colour-coded label, such as Cityscapes' *_color.png, cannot be read as ids)"
-        )
+        _require_label_mode(path, mode)
     return ids
 
 

@@ -26,14 +26,17 @@ from .synthia import SYNTHIA
 from .transforms import eval_transform, train_transform
 
 
-def ensure_synthcity(cfg: RunConfig) -> Path:
-    """The run's SynthCity set: generated into the shared cache the first time, never anywhere else.
+def ensure_synthcity(cfg: RunConfig) -> Path | None:
+    """The run's SynthCity set (None for a run on other data): generated into the shared cache the first time,
+    never anywhere else.
 
     A folder that already holds a complete set (its ``synthcity.json`` is written last) is read as it is, even at
     another size or count than the preset's: ``data_root`` may point at a set made with ``udalib data synthcity``.
     A `data_root` without a set is an error (a typo must not fill a folder with images).
     """
     d = cfg.data
+    if "synthcity" not in (d.source, d.target):
+        return None
     root = Path(d.source_root)
     if (root / synthcity.META_FILE).is_file():
         return root
@@ -127,8 +130,7 @@ class Domains:
 def build_domains(cfg: RunConfig) -> Domains:
     d = cfg.data
     protocol = get_protocol(d.protocol)
-    if d.source == "synthcity" or d.target == "synthcity":
-        ensure_synthcity(cfg)
+    ensure_synthcity(cfg)
     norm = d.normalization
     src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug)
     src_plain = train_transform(size=d.source_size, normalization=norm)

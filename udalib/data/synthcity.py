@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import cache_key, cache_root
-from ..files import atomic_write
+from ..files import atomic_write, move_aside
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS
 
 #: Bumped whenever the generator's output changes, so cached sets and the models trained on them are rebuilt.
@@ -523,18 +523,23 @@ def generate(
 ) -> Path:
     """Write SynthCity under `out`: ``out/source`` (GTA5 layout) and ``out/target`` (Cityscapes layout).
 
-    Refuses to write into a non-empty folder that holds another spec (or anything else) unless `overwrite`; files
-    of the same name are then replaced, nothing else is deleted.
+    Refuses to write into a non-empty folder that holds another spec (or anything else) unless `overwrite`, which
+    moves the folder aside (``<out>.previous-<time>``) and writes the new set into an empty one: no stale image of
+    the old set is left to contradict the new ``synthcity.json``, and nothing is deleted.
     """
     root = Path(out)
     meta = root / META_FILE
-    if root.exists() and any(root.iterdir()) and not overwrite:
-        if meta.exists() and json.loads(meta.read_text()) == asdict(spec):
+    if root.exists() and any(root.iterdir()):
+        if meta.exists() and json.loads(meta.read_text()) == _meta(spec) and not overwrite:
             return root
-        raise FileExistsError(
-            f"{root} is not empty and does not hold SynthCity {asdict(spec)}; "
-            "pass overwrite=True (CLI: --overwrite) or choose another --out"
-        )
+        if not overwrite:
+            raise FileExistsError(
+                f"{root} is not empty and does not hold SynthCity {asdict(spec)}; "
+                "pass overwrite=True (CLI: --overwrite; the old folder is moved aside) or choose another --out"
+            )
+        print(f"{root} moved to {move_aside(root)}")
+    n = spec.n_source + spec.n_target_train + spec.n_target_val
+    print(f"generating SynthCity: {n:,} images at {spec.height}x{spec.width} into {root}", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     jobs = [
         ("source", "train", spec.n_source),
@@ -549,8 +554,13 @@ def generate(
     else:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_write_chunk, chunks))
-    meta.write_text(json.dumps(asdict(spec), indent=2))
+    meta.write_text(json.dumps(_meta(spec), indent=2))
     return root
+
+
+def _meta(spec: SynthCitySpec) -> dict:
+    """What ``synthcity.json`` records: the generator's version and the spec (results records cite both)."""
+    return {"version": VERSION, **asdict(spec)}
 
 
 def cache_dir(size: tuple[int, int], counts: tuple[int, int, int]) -> Path:

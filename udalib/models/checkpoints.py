@@ -16,7 +16,8 @@ Sources it understands:
   else ``"seed"`` (which also reads udalib checkpoints).
 
 Files are read with ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is
-refused. A missing or mis-shaped backbone tensor raises, because a silent partial load costs
+refused, and it, an empty, truncated or text file raise :class:`CheckpointError` (a ValueError) naming
+the file. A missing or mis-shaped backbone tensor raises, because a silent partial load costs
 about half the mIoU (AdaptSegNet issue #81); only the ASPP heads may stay at their init.
 """
 
@@ -25,7 +26,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +100,8 @@ def load_checkpoint_into(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file needs unsafe unpickling; the checkpoint is for another
+        CheckpointError (a ValueError): the file is empty, corrupt, not a checkpoint or needs unsafe unpickling.
+        ValueError: the checkpoint is for another
             architecture or class count; a backbone tensor is missing or has another shape.
     """
     if source not in SOURCES:
@@ -167,22 +170,83 @@ def imagenet_checkpoint_path(arch: str) -> Path:
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: empty, truncated, not a checkpoint, or one that needs unsafe
+    unpickling. The message names the file and says which."""
+
+
+#: A Git LFS pointer: the repository's placeholder for a large file that was never fetched.
+_LFS_POINTER = b"version https://git-lfs"
+
+
+def read_checkpoint(path: str | os.PathLike, *, require: Collection[str] = ()) -> dict:
     """``torch.load`` of a checkpoint file with ``weights_only=True`` (tensors and plain containers only), on CPU.
 
-    Raises FileNotFoundError for a missing file and ValueError for a file that needs unsafe unpickling.
+    require: keys the checkpoint must hold (a dict); CheckpointError names the missing ones.
+
+    Raises FileNotFoundError for a missing file, and CheckpointError (a ValueError) naming the file when it is
+    empty, truncated or otherwise corrupt, a text file, not a checkpoint, or one that needs unsafe unpickling
+    (which is refused: unpickling arbitrary objects can run code).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted save or copy; not a checkpoint")
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if head.startswith(_LFS_POINTER):
+        raise CheckpointError(f"checkpoint {path} is a Git LFS pointer, not the file: fetch it with `git lfs pull`")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notice about a plain pickle's protocol: the error below says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"refusing to load {path}: it holds Python objects other than tensors and plain "
-            "containers, and unpickling those can run arbitrary code. Re-save only the "
-            f"state_dict. (torch.load weights_only=True said: {str(err).splitlines()[0]})"
-        ) from err
+        raise CheckpointError(_refusal(path, size, head, err)) from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... on a damaged file
+        raise CheckpointError(_corrupt(path, size, head, err)) from None
+    if require:
+        absent = [key for key in require if not isinstance(state, Mapping) or key not in state]
+        if absent:
+            what = f"a dict without {', '.join(absent)}" if isinstance(state, Mapping) else f"a {type(state).__name__}"
+            raise CheckpointError(f"{path} is not a checkpoint written by udalib's trainer: it holds {what}")
+    return state
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def _refusal(path: Path, size: int, head: bytes, err: pickle.UnpicklingError) -> str:
+    """One line for a file ``weights_only=True`` refused, without torch's advice to load it unsafely."""
+    message = str(err)
+    if _looks_like_text(head) or "Unsupported" not in message:  # a damaged or foreign file, not a refusal
+        return _corrupt(path, size, head, err)
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", message)
+    what = f"holds a Python object ({found.group(1)}) besides tensors" if found else "is a pickle of more than tensors"
+    return (
+        f"refusing to load {path}: it {what} and plain containers, and unpickling it could run arbitrary code; "
+        "it is not a udalib checkpoint. If you made it, re-save only the state_dict "
+        "(torch.save(model.state_dict(), path))."
+    )
+
+
+def _corrupt(path: Path, size: int, head: bytes, err: Exception) -> str:
+    """One line for a file torch could not read: truncated, damaged or not a checkpoint at all."""
+    if _looks_like_text(head):
+        return f"checkpoint {path} is a text file, not a checkpoint (it starts {head[:40].decode()!r})"
+    reason = str(err).split(". ")[0].strip() if str(err) else type(err).__name__
+    if "weights_only" in reason or len(reason) > 160 or isinstance(err, KeyError):
+        reason = type(err).__name__
+    return (
+        f"checkpoint {path} is corrupt or not a udalib checkpoint ({size:,} bytes; torch.load: {reason}): "
+        "a truncated download or an interrupted save; copy it again, or train it again"
+    )
 
 
 def _read_state(path_or_state: str | os.PathLike | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
@@ -308,6 +372,7 @@ def _match_head(
 
 
 __all__ = [
+    "CheckpointError",
     "LoadReport",
     "SOURCES",
     "describe_architecture",
