@@ -123,7 +123,8 @@ def test_a_nan_loss_stops_the_run_keeps_the_last_finite_checkpoint_and_records_n
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tiny, monkeypatch):
+@pytest.mark.parametrize("iters", [4, 6], ids=["at the final checkpoint", "mid-run"])
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tiny, monkeypatch, iters):
     real_save, calls = torch.save, []
 
     def save(obj, path, *a, **k):
@@ -135,7 +136,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tiny, monkeypatch
         return real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(train_module.torch, "save", save)
-    cfg = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, iters=4, checkpoint_every=2))
+    cfg = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, iters=iters, checkpoint_every=2))
     with pytest.raises(DiskFullError, match=r"disk full.*Kept: the previous checkpoints \['checkpoint_0000002.pt'\]"):
         _fit(cfg)
     folder = cfg.final_checkpoint.parent

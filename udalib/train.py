@@ -273,6 +273,7 @@ class Trainer:
             )
         if self.rank == 0:  # only a run that passed every check above describes itself in the folder
             write_json(self.out_dir / "config.json", cfg.to_dict())
+            _trim_logs(self.out_dir, start)
         if not candidates:
             method.prepare(model, domains.labelled_eval_loader(), device)
 
@@ -468,6 +469,16 @@ class _Books:
             self.bar.write(text)  # on its own line, not onto the bar's
         elif self.trainer.rank == 0 and self.trainer.progress != "none":
             print(text, flush=True)
+
+
+def _trim_logs(folder: Path, start: int) -> None:
+    """Keep the log rows of iterations up to `start` (those after it were lost with the process that wrote them;
+    a fresh start keeps none), so that the logs describe the run that goes on."""
+    for name in ("log.jsonl", "evals.jsonl"):
+        path = folder / name
+        if path.is_file():
+            rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start]
+            atomic_write(path, lambda tmp: tmp.write_text("".join(f"{r}\n" for r in rows)))
 
 
 def _set_poly_lr(optimizers: list[torch.optim.Optimizer], factor: float) -> None:
