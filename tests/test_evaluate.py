@@ -51,7 +51,9 @@ def _write(path, array):
     Image.fromarray(array.astype(np.uint8)).save(path)
 
 
-def test_matches_cityscapesscripts_pixel_level_evaluation(tmp_path):
+@pytest.mark.parametrize("void_predictions", [False, True], ids=["classes only", "with void (255) predictions"])
+def test_matches_cityscapesscripts_pixel_level_evaluation(tmp_path, void_predictions):
+    """Void predictions (255 in a prediction PNG) are misses of the ground-truth class for cityscapesscripts."""
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
 
     rng = np.random.default_rng(0)
@@ -65,9 +67,12 @@ def test_matches_cityscapesscripts_pixel_level_evaluation(tmp_path):
         noise = rng.integers(0, 19, gt.shape)
         pred_train = np.where(rng.random(gt.shape) < 0.6, CITYSCAPES19.cityscapes_lut[gt], noise)
         pred_train[pred_train == 255] = 0
+        if void_predictions:
+            pred_train[rng.random(gt.shape) < 0.1] = 255
         _write(tmp_path / "gt" / f"{stem}_gtFine_labelIds.png", gt)
         _write(tmp_path / "pred" / f"{stem}_leftImg8bit.png", pred_train)
-        _write(tmp_path / "pred_ids" / f"{stem}_leftImg8bit.png", label_ids[pred_train])
+        pred_ids = np.where(pred_train == 255, 0, label_ids[np.minimum(pred_train, 18)])  # void: labelId 0
+        _write(tmp_path / "pred_ids" / f"{stem}_leftImg8bit.png", pred_ids)
         gt_files.append(str(tmp_path / "gt" / f"{stem}_gtFine_labelIds.png"))
         pred_label_files.append(str(tmp_path / "pred_ids" / f"{stem}_leftImg8bit.png"))
 

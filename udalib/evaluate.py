@@ -22,31 +22,41 @@ from .inference import predict_logits
 
 
 class ConfusionMatrix:
-    """K×K confusion matrix (rows: ground truth, columns: prediction), updated with one bincount per batch."""
+    """K×K confusion matrix (rows: ground truth, columns: prediction), updated with one bincount per batch.
+
+    A prediction outside 0..K-1 (a void 255 in a PNG of predictions) is no class: as in cityscapesscripts it is a
+    miss of the ground-truth class (``void_pred``, counted in its IoU's false negatives) and no class's false
+    positive.
+    """
 
     def __init__(self, num_classes: int, device: torch.device | str = "cpu"):
         self.num_classes = num_classes
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.void_pred = torch.zeros(num_classes, dtype=torch.int64, device=device)  # (K,) GT class, void prediction
 
     def update(self, target: Tensor, pred: Tensor) -> None:
         """target, pred: integer tensors of the same shape; target 255 (or any id ≥ K) is ignored."""
         k = self.num_classes
         target, pred = target.reshape(-1).to(self.mat.device), pred.reshape(-1).to(self.mat.device)
         valid = (target >= 0) & (target < k)
-        idx = k * target[valid].long() + pred[valid].long()
+        classed = valid & (pred >= 0) & (pred < k)
+        idx = k * target[classed].long() + pred[classed].long()
         self.mat += torch.bincount(idx, minlength=k * k).reshape(k, k)
+        self.void_pred += torch.bincount(target[valid & ~classed].long(), minlength=k)
 
     def reduce(self) -> None:
         """Sum the matrices of all DDP ranks (no-op outside torch.distributed)."""
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.mat)
+            dist.all_reduce(self.void_pred)
 
     def iou(self) -> np.ndarray:
         """(K,) IoU per class in [0, 1]; NaN for a class absent from both ground truth and predictions."""
         h = self.mat.double().cpu().numpy()
         tp = np.diag(h)
+        gt = h.sum(1) + self.void_pred.double().cpu().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            return tp / (h.sum(0) + h.sum(1) - tp)
+            return tp / (h.sum(0) + gt - tp)
 
 
 @dataclass
@@ -92,7 +102,7 @@ def summarize(cm: ConfusionMatrix, protocol: Protocol) -> EvalResult:
         idx = protocol.subset_indices(sub.classes)
         miou[sub.num_classes] = float(np.nanmean(iou[idx])) if not np.all(np.isnan(iou[idx])) else float("nan")
     mat = cm.mat.cpu().numpy()
-    acc = float(np.trace(mat) / max(mat.sum(), 1) * 100)
+    acc = float(np.trace(mat) / max(mat.sum() + int(cm.void_pred.sum()), 1) * 100)
     return EvalResult(protocol.classes, {c: round(float(v), 4) for c, v in zip(protocol.classes, iou)}, miou, acc, mat)
 
 
