@@ -10,86 +10,12 @@ from udalib.data.labels import CITYSCAPES19, CROSSCITY13, SYNTHIA13, SYNTHIA16, 
 from udalib.data.synthia import synthia_label_map
 
 # spec adaptsegnet_advent_globallocal.md §7.2
-SPEC_19 = {
-    7: 0,
-    8: 1,
-    11: 2,
-    12: 3,
-    13: 4,
-    17: 5,
-    19: 6,
-    20: 7,
-    21: 8,
-    22: 9,
-    23: 10,
-    24: 11,
-    25: 12,
-    26: 13,
-    27: 14,
-    28: 15,
-    31: 16,
-    32: 17,
-    33: 18,
-}
+SPEC_19 = dict(zip((7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33), range(19)))
 # §7.3: SYNTHIA → 16 classes, and the Cityscapes side of the 16-class protocol
-SPEC_SYNTHIA_16 = {
-    3: 0,
-    4: 1,
-    2: 2,
-    21: 3,
-    5: 4,
-    7: 5,
-    15: 6,
-    9: 7,
-    6: 8,
-    1: 9,
-    10: 10,
-    17: 11,
-    8: 12,
-    19: 13,
-    12: 14,
-    11: 15,
-}
-SPEC_CITYSCAPES_16 = {
-    7: 0,
-    8: 1,
-    11: 2,
-    12: 3,
-    13: 4,
-    17: 5,
-    19: 6,
-    20: 7,
-    21: 8,
-    23: 9,
-    24: 10,
-    25: 11,
-    26: 12,
-    28: 13,
-    32: 14,
-    33: 15,
-}
+SPEC_SYNTHIA_16 = dict(zip((3, 4, 2, 21, 5, 7, 15, 9, 6, 1, 10, 17, 8, 19, 12, 11), range(16)))
+SPEC_CITYSCAPES_16 = dict(zip((7, 8, 11, 12, 13, 17, 19, 20, 21, 23, 24, 25, 26, 28, 32, 33), range(16)))
 # §7.3: the 19-class SYNTHIA table (16 → terrain, 18 → truck, 20 → train)
-SPEC_SYNTHIA_19 = {
-    3: 0,
-    4: 1,
-    2: 2,
-    21: 3,
-    5: 4,
-    7: 5,
-    15: 6,
-    9: 7,
-    6: 8,
-    16: 9,
-    1: 10,
-    10: 11,
-    17: 12,
-    8: 13,
-    18: 14,
-    19: 15,
-    20: 16,
-    12: 17,
-    11: 18,
-}
+SPEC_SYNTHIA_19 = dict(zip((3, 4, 2, 21, 5, 7, 15, 9, 6, 16, 1, 10, 17, 8, 18, 19, 20, 12, 11), range(19)))
 
 
 def _expected(table: dict[int, int], size: int) -> np.ndarray:
