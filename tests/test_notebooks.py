@@ -240,8 +240,18 @@ def test_no_import_path_hack_and_no_old_api(name):
     """udalib is installed (``pip install -e .``): no chapter edits sys.path or uses the pre-refactoring API."""
     for cell in _body_cells(_read(name)):
         assert "sys.path" not in cell.source, f"{name}: sys.path edited"
-        for old in ("udalib import pipeline", "pipeline.", "show_source", "segmenter_for", "load_model_weights",
-                    "max_iters", "source_eval_loader", "viz.PUBLISHED", "viz.results_", "viz.gain_table"):
+        for old in (
+            "udalib import pipeline",
+            "pipeline.",
+            "show_source",
+            "segmenter_for",
+            "load_model_weights",
+            "max_iters",
+            "source_eval_loader",
+            "viz.PUBLISHED",
+            "viz.results_",
+            "viz.gain_table",
+        ):
             assert old not in cell.source, f"{name}: uses the old API {old!r}"
 
 
@@ -286,12 +296,23 @@ LITERALINCLUDE = re.compile(r"```\{literalinclude\}[ \t]+(?P<path>\S+)[ \t]*\n(?
 #: What each method chapter must show: its losses and its training step (``:pyobject:`` names).
 METHOD_CODE = {
     "source_only": {"source_ce_step", "Supervised", "multi_level_ce"},
-    "adaptsegnet": {"AdaptSegNet.training_step", "level_maps", "OutputDiscriminators.generator_step",
-                    "OutputDiscriminators.discriminator_step", "generator_loss", "discriminator_loss"},
+    "adaptsegnet": {
+        "AdaptSegNet.training_step",
+        "level_maps",
+        "OutputDiscriminators.generator_step",
+        "OutputDiscriminators.discriminator_step",
+        "generator_loss",
+        "discriminator_loss",
+    },
     "advent": {"self_information", "entropy_map", "minent_loss", "MinEnt.training_step", "AdvEnt"},
     "globallocal": {"GlobalLocal.training_step", "GlobalLocal.void_mask", "GlobalLocal.active"},
-    "sdca": {"contrastive_bound", "ClassStatistics.merge_sums", "threshold_labels", "SDCA.prepare",
-             "SDCA.training_step"},
+    "sdca": {
+        "contrastive_bound",
+        "ClassStatistics.merge_sums",
+        "threshold_labels",
+        "SDCA.prepare",
+        "SDCA.training_step",
+    },
 }
 
 
@@ -312,8 +333,14 @@ def _defines(path: Path, dotted: str) -> bool:
     ``:pyobject:`` reads it."""
     body = ast.parse(path.read_text()).body
     for part in dotted.split("."):
-        node = next((n for n in body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                     and n.name == part), None)
+        node = next(
+            (
+                n
+                for n in body
+                if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == part
+            ),
+            None,
+        )
         if node is None:
             return False
         body = node.body
@@ -370,16 +397,16 @@ def _blocks(nb, n: int = SHARED_BLOCK) -> set[tuple[str, ...]]:
 def shared_blocks(names: list[str] = CHAPTERS, n: int = SHARED_BLOCK) -> dict[tuple[str, str], list[tuple]]:
     """{(chapter, chapter): blocks of `n` same-shape lines both have}; empty when the chapters share none."""
     blocks = {name: _blocks(_read(name), n) for name in names}
-    return {(a, b): sorted(blocks[a] & blocks[b]) for a, b in itertools.combinations(names, 2)
-            if blocks[a] & blocks[b]}
+    return {(a, b): sorted(blocks[a] & blocks[b]) for a, b in itertools.combinations(names, 2) if blocks[a] & blocks[b]}
 
 
 def test_no_code_block_shared_between_chapters():
     """Scaffolding repeated across chapters goes into ``udalib/chapter.py``; run this file as a script to list
     the shared blocks."""
     shared = shared_blocks()
-    report = [f"{a} and {b} share {len(bs)} block(s), e.g.\n    " + "\n    ".join(bs[0]) for (a, b), bs in
-              shared.items()]
+    report = [
+        f"{a} and {b} share {len(bs)} block(s), e.g.\n    " + "\n    ".join(bs[0]) for (a, b), bs in shared.items()
+    ]
     assert not shared, "\n".join(report)
 
 

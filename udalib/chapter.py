@@ -12,6 +12,8 @@ Every notebook starts the same way, so the scaffolding lives here and the chapte
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,17 +80,40 @@ class Chapter:
         """Whether the cache already holds stage `method` (so loading it trains nothing)."""
         return stages.stage_config(self.cfg, method).final_checkpoint.exists()
 
+    def stage_config(self, method: str) -> RunConfig:
+        """The config of the cached stage `method` for this chapter's preset, data, backbone and seed."""
+        return stages.stage_config(self.cfg, method)
+
+    def stage_history(self, method: str) -> list[dict]:
+        """The logged losses and learning rates of the cached stage `method` (trained first if the cache lacks it),
+        as ``TrainResult.history`` holds them for a run trained here."""
+        log = stages.stage_checkpoint(self.cfg, method).parent / "log.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    def evaluate_stage(self, method: str) -> EvalResult:
+        """Per-class IoU and mIoU of the cached stage `method` on target val, read as that stage reads it (its own
+        test input size; its stage references resolved first, as the cache made them)."""
+        stage = stages.resolve_stages(self.stage_config(method))
+        loader = build_domains(stage).target_val_loader()
+        return evaluate(self.load_stage(method), loader, self.protocol, device=self.device)
+
     def train(self, cfg: RunConfig | None = None) -> TrainResult:
-        """Train this chapter's run (or `cfg`), its cached stages first; the model comes back in eval mode."""
+        """Train this chapter's run (or `cfg`), its cached stages first; the model comes back in eval mode, and
+        ``result.final`` always holds its target-val result (also when a resumed run had nothing left to train)."""
         result = stages.run(cfg or self.cfg, progress="lines")
         result.model.eval()
+        if result.final is None:
+            domains = self.domains if cfg is None else build_domains(stages.resolve_stages(cfg))
+            result.final = evaluate(result.model, domains.target_val_loader(), self.protocol, device=self.device)
         return result
 
-    def evaluate(self, model: nn.Module) -> EvalResult:
-        """Per-class IoU and mIoU of `model` on target val, at full label resolution."""
-        return evaluate(model, self.domains.target_val_loader(), self.protocol, device=self.device)
+    def evaluate(self, model: nn.Module, ensemble: Iterable[tuple[nn.Module, float]] = ()) -> EvalResult:
+        """Per-class IoU and mIoU of `model` on target val, at full label resolution. `ensemble`: other
+        (model, weight) pairs whose upsampled logits are added, weighted (:func:`udalib.evaluate.evaluate`)."""
+        return evaluate(model, self.domains.target_val_loader(), self.protocol, device=self.device, ensemble=ensemble)
 
     def examples(self, n: int = 4) -> Examples:
+        """The first `n` target-val images: network inputs, full-resolution labels, RGB images for display."""
         items = [self.domains.target_val[i] for i in range(min(n, len(self.domains.target_val)))]
         images = torch.stack([it[0] for it in items])
         rgb = [denormalize(im, self.cfg.data.normalization) for im in images]
@@ -97,13 +122,21 @@ class Chapter:
     def pixels(self, model: nn.Module, n_images: int = 8) -> dict[str, PixelSample]:
         """Labelled pixels of `model`'s features on source and target val images, for t-SNE and class means."""
         seed = self.cfg.train.seed
-        return {"source": collect_pixels(model, self.domains.labelled_eval_loader(), n_images, self.device,
-                                         seed=seed),
-                "target": collect_pixels(model, self.domains.target_val_loader(), n_images, self.device, seed=seed)}
+        return {
+            "source": collect_pixels(model, self.domains.labelled_eval_loader(), n_images, self.device, seed=seed),
+            "target": collect_pixels(model, self.domains.target_val_loader(), n_images, self.device, seed=seed),
+        }
 
 
-def setup(method: str, preset: str = "quick", *, out_dir: str | None = None, resume: str | None = None,
-          quiet: bool = False, **params) -> Chapter:
+def setup(
+    method: str,
+    preset: str = "quick",
+    *,
+    out_dir: str | None = None,
+    resume: str | None = None,
+    quiet: bool = False,
+    **params,
+) -> Chapter:
     """Resolve a chapter's run from its parameters cell (``None`` = the preset's value), print what was chosen,
     and build its data (SynthCity is generated into the cache the first time).
 
@@ -123,12 +156,14 @@ def setup(method: str, preset: str = "quick", *, out_dir: str | None = None, res
 def summary(ch: Chapter) -> str:
     """What the run is: method, model, schedule, data, and the size of each set."""
     cfg, t, d, dom = ch.cfg, ch.cfg.train, ch.cfg.data, ch.domains
-    return "\n".join([
-        f"{cfg.method} | preset {cfg.preset} | backbone {t.backbone} | multi-level {t.multi_level} | {ch.device}",
-        f"iterations {t.iters} (poly horizon {t.poly_horizon}) | batch {t.batch_source} labelled + "
-        f"{t.batch_target} target | lr {t.lr}",
-        f"{d.source} {d.source_size} -> {d.target} {d.target_size} | test input {d.eval_size} | {d.protocol}",
-        f"{len(dom.labelled)} labelled ({d.labelled}) images, {len(dom.target_train)} unlabelled target images, "
-        f"{len(dom.target_val)} target val images | run folder {cfg.out_dir}",
-        f"{cfg.method_cfg}",
-    ])
+    return "\n".join(
+        [
+            f"{cfg.method} | preset {cfg.preset} | backbone {t.backbone} | multi-level {t.multi_level} | {ch.device}",
+            f"iterations {t.iters} (poly horizon {t.poly_horizon}) | batch {t.batch_source} labelled + "
+            f"{t.batch_target} target | lr {t.lr}",
+            f"{d.source} {d.source_size} -> {d.target} {d.target_size} | test input {d.eval_size} | {d.protocol}",
+            f"{len(dom.labelled)} labelled ({d.labelled}) images, {len(dom.target_train)} unlabelled target images, "
+            f"{len(dom.target_val)} target val images | run folder {cfg.out_dir}",
+            f"{cfg.method_cfg}",
+        ]
+    )

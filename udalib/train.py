@@ -477,8 +477,8 @@ def _trim_logs(folder: Path, start: int) -> None:
     for name in ("log.jsonl", "evals.jsonl"):
         path = folder / name
         if path.is_file():
-            rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start]
-            atomic_write(path, lambda tmp: tmp.write_text("".join(f"{r}\n" for r in rows)))
+            kept = "".join(f"{r}\n" for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= start)
+            atomic_write(path, lambda tmp, text=kept: tmp.write_text(text))
 
 
 def _set_poly_lr(optimizers: list[torch.optim.Optimizer], factor: float) -> None:
