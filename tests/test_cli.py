@@ -52,3 +52,37 @@ def test_train_list_names_every_method_with_a_description(capsys):
     assert [line.split()[0] for line in trained.splitlines()] == list(methods.REGISTRY)
     assert all(len(line.split()) > 2 for line in trained.splitlines())
     assert "source_only_adabn" in others and "advent_frozen_bn" in others
+
+
+def test_pseudo_label_writes_every_label_and_exits_0(tiny_run, tmp_path, capsys):
+    cfg, _ = tiny_run
+    out = tmp_path / "pl"
+    assert cli.main(["pseudo-label", "--checkpoint", str(cfg.final_checkpoint), "--out", str(out)]) == 0
+    assert "pseudo-labels in" in capsys.readouterr().out
+    assert len(list(out.rglob("*_pseudo_trainIds.png"))) == cfg.data.synthcity_counts[1]  # every target-train image
+    assert cli.main(["pseudo-label", "--checkpoint", str(cfg.final_checkpoint), "--out", str(out)]) == 2  # not empty
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_score_folders_with_void_predictions_exits_0(tiny_run, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    gt_root = tmp_path / "gt" / "city"
+    pred_root = tmp_path / "pred" / "city"
+    gt_root.mkdir(parents=True)
+    pred_root.mkdir(parents=True)
+    Image.fromarray(np.full((4, 8), 7, np.uint8)).save(gt_root / "a_gtFine_labelIds.png")  # road
+    pred = np.zeros((4, 8), np.uint8)
+    pred[:, :2] = 255  # a quarter void: a quarter of road missed
+    Image.fromarray(pred).save(pred_root / "a_leftImg8bit.png")
+    assert cli.main(["evaluate", "--pred-dir", str(tmp_path / "pred"), "--gt-dir", str(tmp_path / "gt")]) == 0
+    assert "mIoU (19)       75.0" in capsys.readouterr().out
+
+
+def test_resume_as_another_method_exits_2_naming_the_fields(tiny_run, capsys):
+    cfg, _ = tiny_run
+    args = ["train", "--method", "minent", "--out-dir", cfg.out_dir, "--resume", "auto"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "belongs to another run" in err and "method: 'adaptsegnet_multi' in the checkpoint, 'minent' now" in err
