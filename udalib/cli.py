@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("check", help="report pairs, size mismatches, unknown ids and class frequencies")
     q.add_argument("root")
     q.add_argument("--dataset", required=True, choices=["gta5", "cityscapes", "synthia", "crosscity", "folder"])
-    q.add_argument("--split", default=None)
+    q.add_argument("--split", default=None, help="Cityscapes: train | val (default: both)")
     q.add_argument("--city", default=None, help="Cross-City: Rio | Rome | Taipei | Tokyo")
+    q.add_argument("--decode", action="store_true", help="decode every image too (finds files cut short)")
     q.add_argument("--id-map", default=None, help="folder: JSON {classes: [...], id_map: {raw: train}}")
 
     p = sub.add_parser("pseudo-label", help="write class-wise-thresholded pseudo-labels for target train")
@@ -218,7 +219,9 @@ def cmd_data(args) -> int:
         return 0
     from .data.check import check_dataset, format_report
 
-    report = check_dataset(args.root, args.dataset, split=args.split, city=args.city, id_map=args.id_map)
+    report = check_dataset(
+        args.root, args.dataset, split=args.split, city=args.city, id_map=args.id_map, decode_images=args.decode
+    )
     print(format_report(report))
     return 0 if report.ok else 1
 
