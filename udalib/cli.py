@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset", required=True, choices=["gta5", "cityscapes", "synthia", "crosscity", "folder"])
     q.add_argument("--split", default=None, help="Cityscapes: train | val (default: both)")
     q.add_argument("--city", default=None, help="Cross-City: Rio | Rome | Taipei | Tokyo")
-    q.add_argument("--decode", action="store_true", help="decode every image's pixels (default: verify PNG chunks and checksums)")
+    q.add_argument(
+        "--decode", action="store_true", help="decode every image's pixels (default: verify PNG chunks, checksums)"
+    )
     q.add_argument("--id-map", default=None, help="folder: JSON {classes: [...], id_map: {raw: train}}")
 
     p = sub.add_parser("pseudo-label", help="write class-wise-thresholded pseudo-labels for target train")
