@@ -78,7 +78,7 @@ class Chapter:
 
     def has_stage(self, method: str) -> bool:
         """Whether the cache already holds stage `method` (so loading it trains nothing)."""
-        return stages.stage_config(self.cfg, method).final_checkpoint.exists()
+        return self.stage_config(method).final_checkpoint.exists()
 
     def stage_config(self, method: str) -> RunConfig:
         """The config of the cached stage `method` for this chapter's preset, data, backbone and seed."""
@@ -98,13 +98,10 @@ class Chapter:
         return evaluate(self.load_stage(method), loader, self.protocol, device=self.device)
 
     def train(self, cfg: RunConfig | None = None) -> TrainResult:
-        """Train this chapter's run (or `cfg`), its cached stages first; the model comes back in eval mode, and
-        ``result.final`` always holds its target-val result (also when a resumed run had nothing left to train)."""
+        """Train this chapter's run (or `cfg`), its cached stages first; the model comes back in eval mode and
+        ``result.final`` holds its target-val result (the trainer evaluates after the last iteration)."""
         result = stages.run(cfg or self.cfg, progress="lines")
         result.model.eval()
-        if result.final is None:
-            domains = self.domains if cfg is None else build_domains(stages.resolve_stages(cfg))
-            result.final = evaluate(result.model, domains.target_val_loader(), self.protocol, device=self.device)
         return result
 
     def evaluate(self, model: nn.Module, ensemble: Iterable[tuple[nn.Module, float]] = ()) -> EvalResult:
