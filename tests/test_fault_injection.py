@@ -24,7 +24,7 @@ KILLS = 8
 
 def _child(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "tests.fault_child", str(out), str(ITERS), *extra]
+    cmd = [sys.executable, "-m", "tests.child_run", str(out), str(ITERS), *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
