@@ -99,6 +99,9 @@ def test_a_record_of_the_same_data_replaces_one_of_other_data_is_refused(tmp_pat
     out = capsys.readouterr().out
     assert "replacing the earlier record of seed 0 (21.00 mIoU)" in out and '"version": 2' in out
     assert [r["miou"] for r in json.loads((tmp_path / "quick" / "advent.json").read_text())] == [30.0]
+    kept = json.loads((tmp_path / "quick" / "replaced" / "advent.json").read_text())  # moved, not deleted
+    assert [(r["miou"], r["data"]) for r in kept] == [(21.0, a)]
+    assert set(results.load("quick", tmp_path)) == {"advent"}  # the archive is not read as results
 
 
 def test_a_record_without_data_is_unknown_and_only_replaced_on_request(tmp_path, capsys):

@@ -368,8 +368,9 @@ def append_record(record: dict, root: str | Path | None = None, *, replace: bool
 
     A record of the same seed and iteration count is replaced (a re-run of the same measurement, reported) when
     both carry the same "data" identity (:func:`data_identity`). One measured on other data, or on unknown data
-    (a record without "data"), raises RecordConflictError naming both, unless `replace` (then the replacement is
-    reported with both identities).
+    (a record without "data"), raises RecordConflictError naming both, unless `replace`: then the replacement is
+    reported with both identities and the old record is kept in ``<preset>/replaced/<method>.json`` (never lost;
+    the chapters read only ``<preset>/*.json``).
     """
     path = _file(record, root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,6 +387,10 @@ def append_record(record: dict, root: str | Path | None = None, *, replace: bool
             print(f"{path}: replacing the earlier record of seed {record['seed']} ({old['miou']:.2f} mIoU)")
             if conflict:
                 print(f"  it was measured on {_describe(old)}; the new one on {_describe(record)}")
+                archive = path.parent / "replaced" / path.name
+                kept = json.loads(archive.read_text()) if archive.exists() else []
+                write_json(archive, kept + [old])
+                print(f"  the earlier record is kept in {archive}")
         records = [r for r in records if not _same_run(r, record)] + [record]
         write_json(path, sorted(records, key=lambda r: (r["iters"], r["seed"])))
     return path
