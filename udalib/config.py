@@ -22,6 +22,8 @@ import torch
 IGNORE_INDEX = 255
 
 CHECKPOINT_NAME = "checkpoint_{step:07d}.pt"
+#: ``init_checkpoint="stage:<method>"`` / ``pseudo_label_dir="stage:<method>"``: the cached stage's output.
+STAGE_PREFIX = "stage:"
 
 
 @dataclass(frozen=True)

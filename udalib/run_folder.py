@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import RunConfig
+from .config import STAGE_PREFIX, RunConfig
 from .files import move_aside
 
 LOCK_FILE = ".lock"
-STAGE_PREFIX = "stage:"
 
 #: Settings a resumed run may change: where and how often it reports, how long it trains, where it runs.
 RESUMABLE_CHANGES = frozenset(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .config import RunConfig, cache_key, cache_root, resolve_device
+from .config import STAGE_PREFIX, RunConfig, cache_key, cache_root, resolve_device
 from .data.domains import build_domains, target_label_size
 from .data.labels import get_protocol
 from .models.trained import load_trained
@@ -18,8 +18,6 @@ from .presets import resolve
 from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
 from .run_folder import RunFolder
 from .train import TrainResult, train
-
-STAGE_PREFIX = "stage:"
 
 
 def stage_config(cfg: RunConfig, method: str) -> RunConfig:

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import RunConfig, resolve_device
-from .data.domains import Domains, build_domains, ensure_synthcity
+from .data.domains import Domains, build_domains
 from .data.labels import get_protocol
 from .data.preflight import preflight
 from .evaluate import EvalResult, evaluate
@@ -223,8 +223,8 @@ class Trainer:
 
     def _build(self, *, fresh: bool) -> _Parts:
         cfg, t, device = self.cfg, self.cfg.train, self.device
-        ensure_synthcity(cfg)  # generated data exists before it is checked
-        report = preflight(cfg)  # one DataError listing every problem found, before anything is written
+        # one DataError listing every problem found, before anything is written (SynthCity is generated first)
+        report = preflight(cfg)
         if self.rank == 0 and self.progress != "none":
             print(report)
         _seed_everything(t.seed)  # the same initial weights on every DDP rank

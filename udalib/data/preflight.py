@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from udalib.config import RunConfig
+from udalib.config import STAGE_PREFIX, RunConfig
 from udalib.data.base import DataError
 from udalib.data.check import CheckReport, check_dataset
 from udalib.data.domains import ensure_synthcity
@@ -38,7 +38,6 @@ from udalib.data.labels import get_protocol
 DEFAULT_SAMPLE = 8
 #: Problem kinds (``udalib.data.check.PROBLEM_KINDS``) that do not stop a run: the loaders handle them.
 WARNING_KINDS = ("no_image", "unknown_ids")
-STAGE_PREFIX = "stage:"
 
 __all__ = ["DEFAULT_SAMPLE", "DataError", "PreflightReport", "SplitCheck", "check_run_data", "preflight"]
 
