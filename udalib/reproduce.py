@@ -74,6 +74,7 @@ def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch
         "checkpoint": "last",
         "wall_s": round(time.time() - t0, 1),
         "device": device.type,
+        "threads": torch.get_num_threads(),
         "data": results.data_identity(cfg),
         **extra,
     }

@@ -253,6 +253,7 @@ KEEP = (
     "checkpoint",
     "wall_s",
     "device",
+    "threads",
     "git",
     "best_on_target_val",
     "data",

@@ -345,6 +345,7 @@ class Trainer:
             "checkpoint": "last",
             "wall_s": round(result.wall_s, 1),
             "device": self.device.type,
+            "threads": torch.get_num_threads(),  # CPU kernels (and so the last digits) depend on it
             "data": data_identity(self.cfg),
             "git": git_revision(),
             "best_on_target_val": {
