@@ -24,7 +24,7 @@ import json
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -296,9 +296,8 @@ def _synthcity_identity(cfg: RunConfig, root: str | None) -> dict:
     in_cache = root.resolve() == cache.resolve()  # the cache folder's name is keyed by the generator version
     if meta.is_file():
         spec = json.loads(meta.read_text())
-    elif in_cache:  # generated on first use, from the config (udalib.data.domains.ensure_synthcity)
-        (h, w), (n_src, n_tr, n_val) = d.synthcity_size, d.synthcity_counts
-        spec = asdict(synthcity.SynthCitySpec(0, h, w, n_src, n_tr, n_val))
+    elif in_cache:  # generated on first use with the spec the cache uses (udalib.data.domains.ensure_synthcity)
+        spec = synthcity.stored_meta(synthcity.spec_for(d.synthcity_size, d.synthcity_counts))
     else:
         return {"version": "unknown", "root": str(root.resolve()), "spec": "missing"}
     version = spec.pop("version", synthcity.VERSION if in_cache else "unknown")

@@ -45,10 +45,7 @@ def ensure_synthcity(cfg: RunConfig) -> Path | None:
             f"data_root {root} holds no SynthCity set ({synthcity.META_FILE} missing); make one with "
             f"`udalib data synthcity --out {root}`, or leave data_root unset to use the shared cache"
         )
-    h, w = d.synthcity_size
-    n_src, n_tr, n_val = d.synthcity_counts
-    spec = synthcity.SynthCitySpec(seed=0, height=h, width=w, n_source=n_src, n_target_train=n_tr, n_target_val=n_val)
-    return synthcity.ensure(root, spec)
+    return synthcity.ensure(root, synthcity.spec_for(d.synthcity_size, d.synthcity_counts))
 
 
 def target_label_size(cfg: RunConfig) -> tuple[int, int]:

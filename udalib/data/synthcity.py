@@ -530,7 +530,7 @@ def generate(
     root = Path(out)
     meta = root / META_FILE
     if root.exists() and any(root.iterdir()):
-        if meta.exists() and json.loads(meta.read_text()) == _meta(spec) and not overwrite:
+        if meta.exists() and json.loads(meta.read_text()) == stored_meta(spec) and not overwrite:
             return root
         if not overwrite:
             raise FileExistsError(
@@ -554,13 +554,19 @@ def generate(
     else:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_write_chunk, chunks))
-    meta.write_text(json.dumps(_meta(spec), indent=2))
+    meta.write_text(json.dumps(stored_meta(spec), indent=2))
     return root
 
 
-def _meta(spec: SynthCitySpec) -> dict:
+def stored_meta(spec: SynthCitySpec) -> dict:
     """What ``synthcity.json`` records: the generator's version and the spec (results records cite both)."""
     return {"version": VERSION, **asdict(spec)}
+
+
+def spec_for(size: tuple[int, int], counts: tuple[int, int, int]) -> SynthCitySpec:
+    """The spec of the set a run of this size and counts uses (seed 0), as the cache generates it."""
+    (h, w), (n_source, n_target_train, n_target_val) = size, counts
+    return SynthCitySpec(0, h, w, n_source, n_target_train, n_target_val)
 
 
 def cache_dir(size: tuple[int, int], counts: tuple[int, int, int]) -> Path:
