@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -124,8 +125,7 @@ class Cadence:
         )
 
 
-@dataclass
-class _Parts:
+class _Parts(NamedTuple):
     """What a run is built from, before anything is written: data, model, method, optimiser, precision."""
 
     domains: Domains
@@ -255,14 +255,7 @@ class Trainer:
 
     def _run(self, parts: _Parts, candidates: list[Path]) -> TrainResult:
         cfg, t, device = self.cfg, self.cfg.train, self.device
-        domains, model, method, opt, amp_dtype, scaler = (
-            parts.domains,
-            parts.model,
-            parts.method,
-            parts.opt,
-            parts.amp_dtype,
-            parts.scaler,
-        )
+        domains, model, method, opt, amp_dtype, scaler = parts
         optimizers = [opt, *method.aux_optimizers()]
         start = self._resume(candidates, model, opt, method, scaler) if candidates else 0
         if start >= t.iters:
