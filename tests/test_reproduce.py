@@ -7,7 +7,8 @@ import pytest
 
 from tests.tiny_runs import tiny_config
 from udalib import reproduce as rep
-from udalib import stages
+from udalib import results, stages
+from udalib.data import synthcity
 from udalib.results import CATALOGUE, ResultEntry, load
 
 ADABN = "source_only_adabn"
@@ -97,3 +98,28 @@ def test_ablations_change_only_what_they_name(tiny_cache):
         assert ablated.train == dataclasses.replace(plain.train, **e.overrides.get("train", {}))
         assert ablated.method_cfg == dataclasses.replace(plain.method_cfg, **e.overrides.get("method", {}))
     assert CATALOGUE["globallocal_all_pixels"].overrides == {"method": {"local_pixels": None}}
+
+
+def test_a_shift_record_holds_source_only_adabn_and_the_pairs_oracle(tiny_measured, tmp_path, monkeypatch):
+    def tiny_overridden_config(name, method, preset, seed, **kw):
+        cfg = tiny_config(method, tmp_path / f"seed{seed}" / name, seed=seed)  # in <name>/<method>
+        data = dataclasses.replace(cfg.data, **CATALOGUE[name].overrides["data"])
+        root = str(synthcity.cache_dir(data))
+        return dataclasses.replace(cfg, data=dataclasses.replace(data, source_root=root, target_root=root))
+
+    monkeypatch.setattr(rep, "overridden_config", tiny_overridden_config)
+    results_root = tmp_path / "results"
+    (rec,) = rep.reproduce("quick", ["shift_geometry"], [0], results_root=str(results_root))
+    assert rec["method"] == "shift_geometry"
+    assert rec["data"]["synthcity"]["shift"] == dict(appearance=0.0, texture=0.0, geometry=1.0, priors=0.0, layout=0.0)
+    # the source-only model is the default pair's stage (the source images do not depend on the shift)
+    assert (tiny_measured / "seed0" / "source_only" / "checkpoint_0000004.pt").exists()
+    assert not (tmp_path / "seed0" / "shift_geometry" / "source_only").exists()
+    assert (tmp_path / "seed0" / "shift_geometry" / "oracle" / "checkpoint_0000004.pt").exists()
+    for part in ("adabn", "oracle"):
+        assert set(rec[part]) == {"miou", "per_class_iou"} and rec[part]["miou"] != rec["miou"]
+    (row,) = results.shift_anatomy("quick", results_root)
+    so, ad, orc = rec["miou"], rec["adabn"]["miou"], rec["oracle"]["miou"]
+    assert row["pair"] == "geometry alone" and row["seeds"] == 1
+    assert row["gap"] == pytest.approx(orc - so) and row["recovered"] == pytest.approx((ad - so) / (orc - so))
+    assert "geometry alone" in results.anatomy_table([row])

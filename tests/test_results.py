@@ -136,6 +136,11 @@ ORDER = [
     "globallocal_all_pixels",
     "adaptsegnet_multi_adabn",
     "advent_adabn",
+    "shift_appearance",
+    "shift_texture",
+    "shift_geometry",
+    "shift_priors",
+    "shift_layout",
 ]
 PUBLISHED = {
     "source_only": 36.6,

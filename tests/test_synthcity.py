@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from udalib.config import SHIFT_KNOBS, DataConfig
 from udalib.data.cityscapes import Cityscapes
 from udalib.data.gta5 import GTA5
-from udalib.data.synthcity import SynthCitySpec, generate, render_item
+from udalib.data.synthcity import (
+    SOURCE_STYLE,
+    TARGET_STYLE,
+    Shift,
+    SynthCitySpec,
+    cache_dir,
+    generate,
+    parse_shift,
+    render_item,
+    stored_meta,
+    style_for,
+)
 
 QUICK = SynthCitySpec()  # the quick set's spec (2000 / 500 / 200 at 128x256)
 
@@ -87,3 +101,77 @@ def test_a_set_made_at_another_size_is_read_as_it_is(tmp_path):
     assert target_label_size(cfg) == (48, 96) == tuple(domains.target_val[0][1].shape)
     empty = resolve("source_only", "quick", data_root=str(tmp_path / "new"))
     assert target_label_size(empty) == (128, 256)  # not generated yet: the preset's size
+
+
+def _numbers(value) -> list[float]:
+    """The numbers of a style field, flattened (dicts by sorted key, tuples in order)."""
+    if isinstance(value, dict):
+        return [x for k in sorted(value) for x in _numbers(value[k])]
+    if isinstance(value, tuple):
+        return [x for v in value for x in _numbers(v)]
+    return [float(value)]
+
+
+def _same_style(a, b) -> bool:
+    fields = dataclasses.fields(a)
+    return all(_numbers(getattr(a, f.name)) == pytest.approx(_numbers(getattr(b, f.name))) for f in fields)
+
+
+@pytest.mark.parametrize("knob", SHIFT_KNOBS)
+def test_a_knob_alone_moves_its_own_fields_and_no_other(knob):
+    alone = style_for("target", Shift.only(knob))
+    for f in dataclasses.fields(alone):
+        expected = TARGET_STYLE if f.metadata["knob"] == knob else SOURCE_STYLE
+        assert _numbers(getattr(alone, f.name)) == pytest.approx(_numbers(getattr(expected, f.name))), (knob, f.name)
+    owned = [f.name for f in dataclasses.fields(alone) if f.metadata["knob"] == knob]
+    assert owned and any(getattr(SOURCE_STYLE, n) != getattr(TARGET_STYLE, n) for n in owned)
+
+
+def test_strengths_interpolate_between_the_styles():
+    assert _same_style(style_for("target", Shift(0, 0, 0, 0, 0)), SOURCE_STYLE)
+    assert _same_style(style_for("target", Shift()), TARGET_STYLE)
+    assert not _same_style(SOURCE_STYLE, TARGET_STYLE)
+    half = style_for("target", Shift(geometry=0.5))
+    assert half.camera_height == pytest.approx((SOURCE_STYLE.camera_height + TARGET_STYLE.camera_height) / 2)
+    double = style_for("target", Shift(priors=2.0)).object_rate["person"]
+    assert double == pytest.approx(2 * TARGET_STYLE.object_rate["person"] - SOURCE_STYLE.object_rate["person"])
+    with pytest.raises(ValueError, match="knob 'texture' must be a strength in \\[0, 2\\]"):
+        Shift(texture=3)
+
+
+def test_the_source_does_not_depend_on_the_shift_and_a_knob_off_keeps_the_source_look():
+    a_img, a_lbl = render_item(SynthCitySpec(shift=Shift.only("layout")), "source", "train", 2)
+    b_img, b_lbl = render_item(QUICK, "source", "train", 2)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_lbl, b_lbl)
+    # geometry alone: the target's horizon is lower, its colours and flat surfaces are the source's
+    geo = [render_item(SynthCitySpec(shift=Shift.only("geometry")), "target", "train", i) for i in range(10)]
+    src = [render_item(QUICK, "source", "train", i) for i in range(10)]
+    road_top = lambda items: np.mean([np.flatnonzero((lab == 0).any(1)).min() for _, lab in items])  # noqa: E731
+    assert road_top(geo) > road_top(src) + 5
+    road_colour = lambda items: np.median(np.concatenate([i[lab == 0] for i, lab in items]), axis=0)  # noqa: E731
+    assert np.abs(road_colour(geo) - road_colour(src)).max() <= 3
+
+
+def test_shift_words_and_the_config_field():
+    assert parse_shift([]) == Shift()
+    assert parse_shift(["texture=0", "geometry=1.5"]) == Shift(texture=0.0, geometry=1.5)
+    assert parse_shift(["only=priors"]) == Shift(0, 0, 0, 1, 0)
+    with pytest.raises(ValueError, match="KNOB=STRENGTH with KNOB one of"):
+        parse_shift(["colour=1"])
+    with pytest.raises(ValueError, match="must be a number"):
+        parse_shift(["texture=high"])
+    with pytest.raises(ValueError, match="synthcity_shift must be 5 strengths in \\[0, 2\\]"):
+        DataConfig(synthcity_shift=(1.0, 1.0))
+    # the cache keys and the stored spec carry the knobs
+    default, texture_only = DataConfig(), DataConfig(synthcity_shift=Shift.only("texture").as_tuple())
+    assert cache_dir(default) != cache_dir(texture_only)
+    assert stored_meta(SynthCitySpec(shift=Shift.only("texture")))["shift"] == dict(
+        appearance=0.0, texture=1.0, geometry=0.0, priors=0.0, layout=0.0
+    )
+
+
+def test_a_folder_of_another_shift_is_not_taken_for_the_requested_one(tmp_path):
+    spec = SynthCitySpec(height=32, width=64, n_source=2, n_target_train=1, n_target_val=1)
+    root = generate(tmp_path / "sc", spec, workers=1)
+    with pytest.raises(FileExistsError, match="does not hold SynthCity"):
+        generate(root, dataclasses.replace(spec, shift=Shift.only("texture")), workers=1)

@@ -20,7 +20,7 @@ def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), si
         target_size=(32, 64),
         eval_size=(32, 64),
     )
-    root = str(synthcity.cache_dir(data.synthcity_size, data.synthcity_counts))
+    root = str(synthcity.cache_dir(data))
     data = dataclasses.replace(data, source_root=root, target_root=root)
     t = dataclasses.replace(
         cfg.train,

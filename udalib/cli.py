@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from .config import SHIFT_KNOBS
+
 EXAMPLES = """examples:
   udalib data synthcity --out data/synthcity                 # the embedded pair (quick size, < 1 min)
   udalib train --method source_only --preset quick           # CPU, a few minutes, prints per-class IoU
@@ -92,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument(
         "--counts", nargs=3, type=int, default=[2000, 500, 200], metavar=("SOURCE", "TARGET_TRAIN", "TARGET_VAL")
+    )
+    q.add_argument(
+        "--shift",
+        nargs="+",
+        default=[],
+        metavar="KNOB=STRENGTH",
+        help=f"strength of shift knobs ({', '.join(SHIFT_KNOBS)}; 0 off, 1 default, up to 2), e.g. texture=0; "
+        "'only=KNOB' switches every other knob off",
     )
     q.add_argument("--workers", type=int, default=None)
     q.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
@@ -209,6 +219,7 @@ def cmd_data(args) -> int:
         from .data import synthcity
 
         spec = synthcity.SynthCitySpec(
+            shift=synthcity.parse_shift(args.shift),
             seed=args.seed,
             height=args.size[0],
             width=args.size[1],

@@ -24,6 +24,9 @@ IGNORE_INDEX = 255
 CHECKPOINT_NAME = "checkpoint_{step:07d}.pt"
 #: ``init_checkpoint="stage:<method>"`` / ``pseudo_label_dir="stage:<method>"``: the cached stage's output.
 STAGE_PREFIX = "stage:"
+#: The named parts of SynthCity's source→target shift (``udalib.data.synthcity``), in the order of
+#: ``DataConfig.synthcity_shift``.
+SHIFT_KNOBS = ("appearance", "texture", "geometry", "priors", "layout")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class DataConfig:
     normalization: str = "imagenet_rgb"  # imagenet_rgb (torchvision weights) | caffe_bgr (seeds' init) | vgg_bgr255
     synthcity_size: tuple[int, int] = (128, 256)  # generated resolution (quick) = full-resolution labels
     synthcity_counts: tuple[int, int, int] = (2000, 500, 200)  # source, target train, target val
+    # strength of each shift knob (SHIFT_KNOBS order): 0 = off, 1 = the default pair, up to 2
+    synthcity_shift: tuple[float, ...] = (1.0,) * len(SHIFT_KNOBS)
     num_workers: int = 0
     source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
     source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
@@ -59,6 +64,15 @@ class DataConfig:
                 raise ValueError(f"{name} must be (height, width) in positive integers, got {size!r}")
         if not (len(self.synthcity_counts) == 3 and all(_positive_int(v) for v in self.synthcity_counts)):
             raise ValueError(f"synthcity_counts must be 3 positive integers, got {self.synthcity_counts!r}")
+        shift = self.synthcity_shift
+        if not (
+            isinstance(shift, tuple)
+            and len(shift) == len(SHIFT_KNOBS)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 2 for v in shift)
+        ):
+            raise ValueError(
+                f"synthcity_shift must be {len(SHIFT_KNOBS)} strengths in [0, 2] for {SHIFT_KNOBS}, got {shift!r}"
+            )
         _check_int("num_workers", self.num_workers, minimum=0)
 
 

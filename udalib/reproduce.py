@@ -52,10 +52,23 @@ def measured_config(name: str, preset: str, seed: int, **kw) -> RunConfig:
     """The cached run behind record `name` (a trained method or an ablation) for `seed`."""
     entry = CATALOGUE[name]
     if entry.kind == "ablation":
-        over = entry.overrides
-        cfg = resolve(entry.of, preset, seed=seed, **kw, **over.get("train", {}), method_overrides=over.get("method"))
-        return stages.cached_run(cfg, name)
+        return overridden_config(name, entry.of, preset, seed, **kw)
     return stages.stage_config(resolve(name, preset, seed=seed, **kw), name)
+
+
+def overridden_config(name: str, method: str, preset: str, seed: int, **kw) -> RunConfig:
+    """The cached run of `method` with the overrides of entry `name` (an ablation's setting, a shift's data)."""
+    over = CATALOGUE[name].overrides
+    cfg = resolve(
+        method,
+        preset,
+        seed=seed,
+        **kw,
+        **over.get("train", {}),
+        method_overrides=over.get("method"),
+        data_overrides=over.get("data"),
+    )
+    return stages.cached_run(cfg, name if method == CATALOGUE[name].of else f"{name}-{method}")
 
 
 def _trained(cfg: RunConfig, device: torch.device) -> nn.Module:
@@ -105,13 +118,40 @@ def adabn_record(name: str, preset: str, seed: int, **kw) -> dict:
     device = resolve_device(cfg.train.device)
     model = _trained(cfg, device)
     t0 = time.time()
-    domains = build_domains(cfg)
-    seen = adapt_batchnorm(model, domains.pseudo_label_loader(batch=cfg.train.batch_target), device)
-    res = evaluate(model, domains.target_val_loader(), get_protocol(cfg.data.protocol), device=device)
+    seen = _adabn(cfg, model, device)
+    res = evaluate(model, build_domains(cfg).target_val_loader(), get_protocol(cfg.data.protocol), device=device)
     return _record(name, cfg, res, t0, device, adabn_images=seen)
 
 
-EVALUATORS = {"ensemble": ensemble_record, "adabn": adabn_record}
+def _adabn(cfg: RunConfig, model: nn.Module, device: torch.device) -> int:
+    """Re-estimate `model`'s BN statistics on `cfg`'s target train in place; the number of images seen."""
+    return adapt_batchnorm(model, build_domains(cfg).pseudo_label_loader(batch=cfg.train.batch_target), device)
+
+
+def shift_record(name: str, preset: str, seed: int, **kw) -> dict:
+    """One record of the anatomy of a SynthCity shift: on the pair of the entry's knob settings, the source-only
+    model (``miou``), the same with AdaBN (``adabn``) and the oracle trained on that pair's target (``oracle``),
+    each with its per-class IoU.
+
+    The source half of every pair is the same images (the source does not depend on the shift), so the source-only
+    model is the default pair's cached stage, scored on this pair's target; only the oracle is trained per pair.
+    """
+    pair = overridden_config(name, "source_only", preset, seed, **kw)  # this pair's data (no run of its own)
+    oracle_cfg = overridden_config(name, "oracle", preset, seed, **kw)
+    device = resolve_device(pair.train.device)
+    model = _trained(measured_config(CATALOGUE[name].of, preset, seed, **kw), device)
+    oracle = _trained(oracle_cfg, device)
+    t0 = time.time()
+    protocol, val = get_protocol(pair.data.protocol), build_domains(pair).target_val_loader()
+    source = evaluate(model, val, protocol, device=device)
+    _adabn(pair, model, device)
+    adabn = evaluate(model, val, protocol, device=device)
+    part = lambda res: {k: v for k, v in res.to_json().items() if k in ("miou", "per_class_iou")}  # noqa: E731
+    oracle_part = part(evaluate(oracle, val, protocol, device=device))
+    return _record(name, pair, source, t0, device, adabn=part(adabn), oracle=oracle_part)
+
+
+EVALUATORS = {"ensemble": ensemble_record, "adabn": adabn_record, "shift": shift_record}
 
 
 def measure(name: str, preset: str, seed: int, **kw) -> dict:
@@ -129,6 +169,8 @@ def measure(name: str, preset: str, seed: int, **kw) -> dict:
 def record_config(name: str, preset: str, seed: int, **kw) -> RunConfig:
     """The run config a record of `name` is made with: its own (trained, ablation) or the evaluated model's."""
     entry = CATALOGUE[name]
+    if entry.how == "shift":
+        return overridden_config(name, entry.of, preset, seed, **kw)
     return measured_config(entry.of if entry.kind == "evaluated" else name, preset, seed, **kw)
 
 

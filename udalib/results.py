@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .config import RunConfig
+from .config import SHIFT_KNOBS, RunConfig
 from .data import synthcity
 from .files import write_json
 
@@ -43,8 +43,10 @@ class ResultEntry:
     `overrides`, the keyword overrides of the config resolver, e.g. ``{"train": {"bn_mode": "frozen"}}``) or
     "evaluated" (trained models evaluated without training, `how` says which way: "adabn", `of`'s final model with
     BatchNorm statistics re-estimated on target train; "ensemble", the upsampled logits of `members` averaged with
-    equal weights). `published`: the published GTA5→Cityscapes mIoU (DeepLab-v2 ResNet-101 unless the note says
-    otherwise), None where there is none; `published_note`: where it comes from, or why there is none.
+    equal weights; "shift", the anatomy of a SynthCity shift: `of` (source-only) and the oracle trained on the pair
+    of ``overrides["data"]``, the record holding source-only, AdaBN and oracle). `published`: the published
+    GTA5→Cityscapes mIoU (DeepLab-v2 ResNet-101 unless the note says otherwise), None where there is none;
+    `published_note`: where it comes from, or why there is none.
     `chapter`: the notebook stem that discusses it. `compared`: listed in the comparison chapter's table beside the
     published numbers (the BatchNorm controls of adapted models and the ablations are read there as paired gains).
     """
@@ -58,7 +60,7 @@ class ResultEntry:
     compared: bool = True
     of: str | None = None
     overrides: dict = field(default_factory=dict, hash=False)  # read-only: the resolver gets it as keywords
-    how: Literal["ensemble", "adabn"] | None = None
+    how: Literal["ensemble", "adabn", "shift"] | None = None
     members: tuple[str, ...] = ()
 
 
@@ -218,6 +220,19 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
         )
         for m in ("adaptsegnet_multi", "advent")
     ),
+    *(
+        ResultEntry(
+            f"shift_{knob}",
+            "evaluated",
+            "data",
+            f"source-only, AdaBN and oracle on a SynthCity pair that differs in {knob} alone",
+            compared=False,
+            of="source_only",
+            overrides={"data": {"synthcity_shift": synthcity.Shift.only(knob).as_tuple()}},
+            how="shift",
+        )
+        for knob in SHIFT_KNOBS
+    ),
 )
 
 
@@ -290,14 +305,14 @@ def data_identity(cfg: RunConfig) -> dict:
 
 def _synthcity_identity(cfg: RunConfig, root: str | None) -> dict:
     d = cfg.data
-    cache = synthcity.cache_dir(d.synthcity_size, d.synthcity_counts)
+    cache = synthcity.cache_dir(d)
     root = Path(root) if root is not None else cache
     meta = root / synthcity.META_FILE
     in_cache = root.resolve() == cache.resolve()  # the cache folder's name is keyed by the generator version
     if meta.is_file():
         spec = json.loads(meta.read_text())
     elif in_cache:  # generated on first use with the spec the cache uses (udalib.data.domains.ensure_synthcity)
-        spec = synthcity.stored_meta(synthcity.spec_for(d.synthcity_size, d.synthcity_counts))
+        spec = synthcity.stored_meta(synthcity.spec_for(d))
     else:
         return {"version": "unknown", "root": str(root.resolve()), "spec": "missing"}
     version = spec.pop("version", synthcity.VERSION if in_cache else "unknown")
@@ -461,6 +476,53 @@ def paired_gain(preset: str, method: str, baseline: str = "source_only", root: s
 def gap_recovered(miou: float, source_only: float, oracle: float) -> float:
     """Fraction of the source-only → oracle gap a method closes: (mIoU − source-only) / (oracle − source-only)."""
     return (miou - source_only) / (oracle - source_only)
+
+
+def shift_anatomy(preset: str = "quick", root: str | Path | None = None) -> list[dict]:
+    """The anatomy of SynthCity's gap: one row for the default pair (records ``source_only``,
+    ``source_only_adabn``, ``oracle``) and one per knob alone (records ``shift_<knob>``), each with "pair", "seeds",
+    the mean "source_only", "adabn" and "oracle" mIoU over seeds, the "gap" (oracle − source-only) and the share
+    of it AdaBN "recovered". Pairs without records are left out.
+    """
+    data = load(preset, root)
+    mean = lambda values: _mean_std(values)[0]  # noqa: E731
+    pairs = []
+    default = [data.get(n, []) for n in ("source_only", "source_only_adabn", "oracle")]
+    if all(default):
+        pairs.append(("default pair (all knobs)", len(default[0]), *([r["miou"] for r in recs] for recs in default)))
+    for knob in SHIFT_KNOBS:
+        recs = data.get(f"shift_{knob}", [])
+        if recs:
+            ends = ([r["miou"] for r in recs], [r["adabn"]["miou"] for r in recs], [r["oracle"]["miou"] for r in recs])
+            pairs.append((f"{knob} alone", len(recs), *ends))
+    rows = []
+    for pair, seeds, source, adabn, oracle in pairs:
+        so, ad, orc = mean(source), mean(adabn), mean(oracle)
+        rows.append(
+            dict(
+                pair=pair,
+                seeds=seeds,
+                source_only=so,
+                adabn=ad,
+                oracle=orc,
+                gap=orc - so,
+                recovered=(ad - so) / (orc - so),
+            )
+        )
+    return rows
+
+
+def anatomy_table(rows: list[dict]) -> str:
+    """A text table of :func:`shift_anatomy`."""
+    lines = [
+        f"{'pair':<26} {'seeds':>5} {'source-only':>11} {'AdaBN':>6} {'oracle':>6} {'gap':>6} {'AdaBN recovers':>15}"
+    ]
+    lines += [
+        f"{r['pair']:<26} {r['seeds']:5d} {r['source_only']:11.1f} {r['adabn']:6.1f} {r['oracle']:6.1f} "
+        f"{r['gap']:6.1f} {100 * r['recovered']:14.0f}%"
+        for r in rows
+    ]
+    return "\n".join(lines)
 
 
 def format_summary(rows: list[dict]) -> str:

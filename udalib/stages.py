@@ -29,6 +29,7 @@ def stage_config(cfg: RunConfig, method: str) -> RunConfig:
         dataset=cfg.data.source,
         data_root=cfg.data.source_root,
         target_root=cfg.data.target_root,
+        data_overrides={"synthcity_shift": cfg.data.synthcity_shift},
         backbone=t.backbone,
         seed=t.seed,
         device=t.device,

@@ -148,6 +148,59 @@ def _class_bars(
     return fig, ax
 
 
+def plot_scenes(scenes: Sequence[tuple[str, np.ndarray, np.ndarray]], protocol: Protocol = CITYSCAPES19) -> Figure:
+    """Two columns per scene, image | colourised label, two scenes per row; `scenes`: (title, uint8 (H, W, 3)
+    image, (H, W) train-id label)."""
+    n_rows = (len(scenes) + 1) // 2
+    fig = _figure(10, 1.45 * n_rows + 0.6)
+    axes = fig.subplots(n_rows, 4, squeeze=False)
+    present: set[int] = set()
+    for i, (title, image, label) in enumerate(scenes):
+        ax_img, ax_lbl = axes[i // 2, 2 * (i % 2)], axes[i // 2, 2 * (i % 2) + 1]
+        ax_img.imshow(image, interpolation="nearest")
+        ax_lbl.imshow(colorize(label, protocol), interpolation="nearest")
+        ax_img.set_title(title, fontsize=9)
+        present |= set(np.unique(label).tolist())
+    for ax in axes.flat:
+        _off(ax)
+    class_legend(fig, protocol, present - {IGNORE_INDEX})
+    return fig
+
+
+def shift_explorer(render, knobs: Sequence[str], protocol: Protocol = CITYSCAPES19) -> Any:
+    """An ``ipywidgets`` control: one slider per shift knob (strength 0-2) and a scene index; `render(strengths,
+    index)` returns the scenes (see :func:`plot_scenes`) to draw. Live in JupyterLab; without a kernel (the
+    rendered book) the chapter's static figure of the same scenes stands in for it."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def draw(index: int, **strengths: float) -> None:
+        display(plot_scenes(render(strengths, index), protocol))
+
+    sliders = {k: widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.25, description=k) for k in knobs}
+    index = widgets.IntSlider(value=0, min=0, max=199, description="scene")
+    return widgets.interactive(draw, index=index, **sliders)
+
+
+def plot_shift_anatomy(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Source-only, AdaBN and oracle mIoU per pair (rows of :func:`udalib.results.shift_anatomy`), with the share
+    of the gap AdaBN recovers written beside each pair."""
+    fig = _figure(9, 0.55 * len(rows) + 1.2)
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    bars = (("source_only", "source-only", "#1f77b4"), ("adabn", "AdaBN", "#ff7f0e"), ("oracle", "oracle", "#2ca02c"))
+    for i, (key, label, colour) in enumerate(bars):
+        ax.barh(y + (1 - i) * 0.27, [r[key] for r in rows], 0.27, label=label, color=colour)
+    for yy, r in zip(y, rows, strict=True):
+        ax.text(r["oracle"] + 1, yy, f"AdaBN recovers {100 * r['recovered']:.0f}% of {r['gap']:.1f}", va="center")
+    ax.set_yticks(y, [r["pair"] for r in rows])
+    ax.set_xlabel("target val mIoU")
+    ax.set_xlim(0, 100)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("the anatomy of the gap")
+    return fig
+
+
 def plot_class_frequencies(freqs: Mapping[str, np.ndarray], classes: Sequence[str], log: bool = True) -> Figure:
     """Grouped bars of per-class pixel frequency, one colour per domain (log scale shows the rare classes)."""
     fig, ax = _class_bars({name: np.asarray(f) * 100 for name, f in freqs.items()}, classes, (10, 3.4))

@@ -40,12 +40,12 @@ def ensure_synthcity(cfg: RunConfig) -> Path | None:
     root = Path(d.source_root)
     if (root / synthcity.META_FILE).is_file():
         return root
-    if root != synthcity.cache_dir(d.synthcity_size, d.synthcity_counts):
+    if root != synthcity.cache_dir(d):
         raise FileNotFoundError(
             f"data_root {root} holds no SynthCity set ({synthcity.META_FILE} missing); make one with "
             f"`udalib data synthcity --out {root}`, or leave data_root unset to use the shared cache"
         )
-    return synthcity.ensure(root, synthcity.spec_for(d.synthcity_size, d.synthcity_counts))
+    return synthcity.ensure(root, synthcity.spec_for(d))
 
 
 def target_label_size(cfg: RunConfig) -> tuple[int, int]:

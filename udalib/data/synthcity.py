@@ -2,43 +2,55 @@
 
 Both domains share one scene grammar: a camera looks down a straight street (road, sidewalks, terrain verges),
 buildings, walls and fences line it, and objects of the other 14 Cityscapes classes stand on the ground plane in
-perspective, drawn far-to-near so that near objects occlude far ones. What shifts between the domains is what shifts
-between a game and a city:
+perspective, drawn far-to-near so that near objects occlude far ones. Thin and small classes (poles, lights, signs,
+people, riders) are drawn thicker and nearer than in a real city, so that a 64×128 input and 16×32 logits can see
+them: a quick run must be able to learn every class.
 
-========================  ==============================  ===============================================
-                          source ("game", GTA5 layout)      target ("real", Cityscapes layout)
-========================  ==============================  ===============================================
-appearance                saturated flat colours,          another palette, lighting gradient, per-class
-                          sharp edges                      texture, blur, sensor noise
-camera                    higher camera, horizon high      lower camera, horizon lower
-class frequencies         many vehicles, few people        many people and bicycles, more vegetation
-========================  ==============================  ===============================================
+What shifts between the domains is a set of **named knobs**, each with a strength (0: the target looks like the
+source in that respect; 1: the default pair; up to 2: stronger). The target's style is the source's moved towards
+the "real" style by each knob's strength, field by field:
+
+==============  ===========================================  ===============================================
+knob            source ("game", GTA5 layout)                  target ("real", Cityscapes layout) at strength 1
+==============  ===========================================  ===============================================
+appearance      saturated palette, bright, high contrast      per-class colour changes, desaturated, warmer,
+                                                              darker, lower contrast, more colour variation
+texture         flat surfaces, sharp, noiseless               material patterns (asphalt, brick, foliage,
+                                                              clouds), blur, sensor noise
+geometry        camera 2.2 m high, horizon high, scale 1      camera 1.4 m, horizon lower, objects 1.3× larger
+priors          many vehicles, few people                     many people, riders, bicycles and trees
+layout          wide roads, people on the kerb, cars on       narrow roads, people crossing, cars parked on the
+                the road, low buildings                       sidewalk, tall buildings, wide verges
+==============  ===========================================  ===============================================
 
 The source is written as ``images/NNNNN.png`` + ``labels/NNNNN.png`` (GTA5), the target as
 ``leftImg8bit/{train,val}/<city>/...`` + ``gtFine/{train,val}/<city>/..._gtFine_labelIds.png`` (Cityscapes), both in
 the Cityscapes *labelIds* encoding, so the real-data loaders read them back unchanged. Everything is a pure function
-of (seed, domain, split, index, size): regenerating gives identical files at any resolution.
+of (seed, shift, domain, split, index, size): regenerating gives identical files at any resolution.
 Chapter: ``notebooks/data.ipynb``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zlib
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..config import cache_key, cache_root
+from ..config import SHIFT_KNOBS, DataConfig, cache_key, cache_root
 from ..files import atomic_write, move_aside
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS
 
 #: Bumped whenever the generator's output changes, so cached sets and the models trained on them are rebuilt.
-VERSION = 2
+VERSION = 3
 META_FILE = "synthcity.json"  # written last: its presence marks a complete set
 
 C = {name: i for i, name in enumerate(CITYSCAPES_CLASSES)}  # class name → train id
@@ -47,21 +59,52 @@ VOID = 255  # train id of unlabelled pixels; written as labelId 0
 
 TARGET_CITIES = {"train": ("ashford", "brookvale", "carlow"), "val": ("dunmore",)}
 
+RGB = tuple[float, float, float]
+Range = tuple[float, float]
+
+
+def _mix(a: Any, b: Any, t: float) -> Any:
+    """a + t·(b − a) through numbers, tuples and dicts (dicts: per key)."""
+    if isinstance(a, Mapping):
+        return {k: _mix(a[k], b[k], t) for k in a}
+    if isinstance(a, tuple):
+        return tuple(_mix(x, y, t) for x, y in zip(a, b, strict=True))
+    return a + t * (b - a)
+
+
+def _knob(name: str) -> Any:
+    assert name in SHIFT_KNOBS
+    return field(metadata={"knob": name})
+
 
 @dataclass(frozen=True)
 class DomainStyle:
-    """Statistics and appearance of one domain. Shapes and layout rules are shared; these are not."""
+    """Everything that differs between the domains, each field owned by one shift knob (its metadata)."""
 
-    name: str
-    camera_height: float  # metres
-    horizon: float  # horizon row as a fraction of the image height
-    object_rate: dict[str, float]  # expected objects per scene for each placed class
-    palette: dict[str, tuple[int, int, int]]
-    colour_jitter: float  # per-object colour variation (fraction of 255)
-    texture: float  # amplitude of per-class texture noise
-    lighting: float  # strength of the vertical/horizontal lighting gradient
-    blur: float  # gaussian sigma in pixels at 256 px width
-    noise: float  # sensor noise std (fraction of 255)
+    # appearance: colour statistics
+    palette: dict[str, RGB] = _knob("appearance")
+    brightness: float = _knob("appearance")  # global gain
+    contrast: float = _knob("appearance")  # gain around mid-grey
+    white_balance: RGB = _knob("appearance")  # per-channel gains (colour temperature)
+    colour_jitter: float = _knob("appearance")  # per-object colour variation (fraction of 255)
+    lighting: float = _knob("appearance")  # strength of a smooth lighting gradient across the image
+    # texture: high-frequency content
+    texture: float = _knob("texture")  # amplitude of per-class material patterns (fraction of 255)
+    blur: float = _knob("texture")  # gaussian sigma in pixels at 256 px width
+    noise: float = _knob("texture")  # sensor noise std (fraction of 255)
+    # geometry: the camera and the size of things
+    camera_height: float = _knob("geometry")  # metres
+    horizon: float = _knob("geometry")  # horizon row as a fraction of the image height (the camera's pitch)
+    object_scale: float = _knob("geometry")  # every placed object's size multiplier
+    # priors: how often each class appears
+    object_rate: dict[str, float] = _knob("priors")  # expected objects per scene for each placed class
+    # layout: where things are
+    road_half: Range = _knob("layout")  # half-width of the road (m)
+    kerb: Range = _knob("layout")  # sidewalk width (m)
+    verge: Range = _knob("layout")  # terrain strip between sidewalk and buildings (m)
+    building_height: Range = _knob("layout")  # m
+    crossing: float = _knob("layout")  # fraction of people and bicycles crossing the road
+    parked: float = _knob("layout")  # fraction of cars and motorcycles parked on the sidewalk
 
 
 _GAME_PALETTE = {
@@ -85,113 +128,221 @@ _GAME_PALETTE = {
     "motorcycle": (20, 20, 120),
     "bicycle": (0, 200, 200),
 }
-# The "real" palette is the game's under a global colour-temperature and desaturation change, plus per-class
-# changes a game artist would not make (duller buildings, darker vegetation, paler sky, muted vehicles).
-_REAL_SHIFT = {
-    "building": (135, 110, 95),
-    "vegetation": (60, 130, 55),
-    "sky": (150, 185, 220),
-    "person": (170, 70, 80),
-    "car": (60, 80, 160),
-    "bus": (200, 150, 40),
-    "truck": (160, 160, 150),
-    "terrain": (130, 160, 80),
-    "sidewalk": (170, 160, 155),
-    "wall": (180, 170, 130),
-    "fence": (130, 110, 85),
-    "rider": (180, 110, 60),
-    "traffic sign": (220, 210, 90),
-    "bicycle": (40, 150, 150),
-    "train": (140, 70, 130),
-    "motorcycle": (50, 50, 100),
+#: Per-class colours a game artist would not choose: duller buildings, darker vegetation, paler sky, people in
+#: dark clothes, vehicles in other paints. The target's palette moves part of the way towards them (below); the
+#: global part of the change (white balance, brightness, contrast) is in the style's other appearance fields.
+_CITY_COLOURS = {
+    **_GAME_PALETTE,
+    "road": (110, 105, 100),
+    "sidewalk": (165, 160, 160),
+    "building": (130, 115, 105),
+    "wall": (170, 165, 140),
+    "fence": (110, 100, 90),
+    "pole": (110, 115, 120),
+    "traffic light": (70, 80, 60),
+    "traffic sign": (60, 110, 200),
+    "vegetation": (70, 110, 50),
+    "terrain": (150, 140, 80),
+    "sky": (175, 195, 215),
+    "person": (60, 50, 110),
+    "rider": (120, 60, 40),
+    "car": (150, 40, 40),
+    "truck": (120, 130, 110),
+    "bus": (40, 120, 160),
+    "train": (90, 100, 60),
+    "motorcycle": (110, 100, 30),
+    "bicycle": (170, 60, 140),
 }
 
-
-def _real_palette() -> dict[str, tuple[int, int, int]]:
-    out = {}
-    for name, rgb in _GAME_PALETTE.items():
-        c = np.array(_REAL_SHIFT.get(name, rgb), dtype=float)
-        grey = c.mean()
-        c = grey + 0.8 * (c - grey)  # desaturate
-        c = c * np.array([1.05, 1.0, 0.9])  # warmer light
-        out[name] = tuple(int(v) for v in np.clip(c, 0, 255))
-    return out
-
-
 SOURCE_STYLE = DomainStyle(
-    name="source",
+    palette=_GAME_PALETTE,
+    brightness=1.0,
+    contrast=1.0,
+    white_balance=(1.0, 1.0, 1.0),
+    colour_jitter=0.08,
+    lighting=0.0,
+    texture=0.0,
+    blur=0.0,
+    noise=0.0,
     camera_height=2.2,
     horizon=0.38,
+    object_scale=1.0,
     object_rate={
-        "car": 5.0,
-        "truck": 1.2,
-        "bus": 0.8,
-        "train": 0.25,
-        "person": 1.5,
-        "rider": 0.4,
-        "bicycle": 0.4,
-        "motorcycle": 0.6,
-        "pole": 4.0,
-        "traffic light": 1.2,
+        "car": 4.0,
+        "truck": 1.0,
+        "bus": 0.7,
+        "train": 0.35,
+        "person": 2.5,
+        "rider": 0.8,
+        "bicycle": 0.8,
+        "motorcycle": 0.8,
+        "pole": 3.0,
+        "traffic light": 1.6,
         "traffic sign": 1.5,
         "vegetation": 2.0,
         "wall": 0.8,
         "fence": 0.8,
     },
-    palette=_GAME_PALETTE,
-    colour_jitter=0.10,
-    texture=0.0,
-    lighting=0.0,
-    blur=0.0,
-    noise=0.0,
+    road_half=(4.5, 7.5),
+    kerb=(1.5, 3.0),
+    verge=(1.5, 4.0),
+    building_height=(6.0, 20.0),
+    crossing=0.0,
+    parked=0.0,
 )
 TARGET_STYLE = DomainStyle(
-    name="target",
-    camera_height=1.4,
-    horizon=0.46,
+    palette={name: _mix(rgb, _CITY_COLOURS[name], 0.35) for name, rgb in _GAME_PALETTE.items()},
+    brightness=0.9,
+    contrast=0.8,
+    white_balance=(1.06, 1.0, 0.88),
+    colour_jitter=0.10,
+    lighting=0.2,
+    texture=0.10,
+    blur=0.9,
+    noise=0.03,
+    camera_height=1.1,
+    horizon=0.53,
+    object_scale=1.5,
     object_rate={
-        "car": 3.5,
-        "truck": 0.5,
+        "car": 2.5,
+        "truck": 0.6,
         "bus": 0.5,
-        "train": 0.15,
-        "person": 4.0,
-        "rider": 1.0,
+        "train": 0.3,
+        "person": 5.0,
+        "rider": 1.5,
         "bicycle": 1.5,
-        "motorcycle": 0.4,
-        "pole": 5.0,
-        "traffic light": 1.5,
+        "motorcycle": 0.5,
+        "pole": 4.0,
+        "traffic light": 2.0,
         "traffic sign": 2.0,
-        "vegetation": 4.0,
+        "vegetation": 3.5,
         "wall": 1.0,
         "fence": 1.2,
     },
-    palette=_real_palette(),
-    colour_jitter=0.06,
-    texture=0.05,
-    lighting=0.25,
-    blur=0.7,
-    noise=0.025,
+    road_half=(3.0, 5.0),
+    kerb=(2.5, 4.0),
+    verge=(2.0, 5.0),
+    building_height=(10.0, 35.0),
+    crossing=0.35,
+    parked=0.35,
 )
-STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
 
-# Object sizes in metres: (width, height); a sprite's parts are boxes/ellipses in its unit square.
+
+@dataclass(frozen=True)
+class Shift:
+    """The strength of each knob of the source→target shift: 0 = off (the target looks like the source in that
+    respect), 1 = the default pair, up to 2.
+
+    Example: ``Shift.only("texture")`` is a pair that differs in texture alone; ``Shift()`` is the default pair.
+    """
+
+    appearance: float = 1.0
+    texture: float = 1.0
+    geometry: float = 1.0
+    priors: float = 1.0
+    layout: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+                raise ValueError(f"shift knob {name!r} must be a strength in [0, 2], got {value!r}")
+
+    @classmethod
+    def only(cls, knob: str, strength: float = 1.0) -> Shift:
+        """A pair that differs in `knob` alone."""
+        if knob not in SHIFT_KNOBS:
+            raise ValueError(f"unknown shift knob {knob!r}; expected one of {SHIFT_KNOBS}")
+        return cls(**{k: (strength if k == knob else 0.0) for k in SHIFT_KNOBS})
+
+    @classmethod
+    def from_tuple(cls, strengths: tuple[float, ...]) -> Shift:
+        """From ``DataConfig.synthcity_shift`` (strengths in the order of ``SHIFT_KNOBS``)."""
+        return cls(*strengths)
+
+    def as_tuple(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in asdict(self).values())
+
+
+def parse_shift(items: list[str]) -> Shift:
+    """A shift from ``KNOB=STRENGTH`` words (unnamed knobs keep strength 1); ``only=KNOB`` is ``Shift.only(KNOB)``.
+
+    Example: ``parse_shift(["texture=0", "geometry=1.5"])``, ``parse_shift(["only=layout"])``.
+    """
+    if len(items) == 1 and items[0].startswith("only="):
+        return Shift.only(items[0].removeprefix("only="))
+    strengths = {}
+    for item in items:
+        knob, sep, value = item.partition("=")
+        if not sep or knob not in SHIFT_KNOBS:
+            raise ValueError(f"--shift {item!r}: expected KNOB=STRENGTH with KNOB one of {SHIFT_KNOBS}, or only=KNOB")
+        try:
+            strengths[knob] = float(value)
+        except ValueError:
+            raise ValueError(f"--shift {item!r}: the strength must be a number in [0, 2]") from None
+    return Shift(**strengths)
+
+
+def style_for(domain: str, shift: Shift = Shift()) -> DomainStyle:
+    """The style of `domain`: the source's, or the target's as the source moved by each knob's strength.
+
+    Example: ``style_for("target", Shift.only("geometry")).camera_height == 1.4`` while its palette is the source's.
+    """
+    if domain == "source":
+        return SOURCE_STYLE
+    if domain != "target":
+        raise ValueError(f"unknown SynthCity domain {domain!r}; expected 'source' or 'target'")
+    strength = asdict(shift)
+    return DomainStyle(
+        **{
+            f.name: _mix(getattr(SOURCE_STYLE, f.name), getattr(TARGET_STYLE, f.name), strength[f.metadata["knob"]])
+            for f in dataclasses.fields(DomainStyle)
+        }
+    )
+
+
+def shift_table(shift: Shift = Shift()) -> list[tuple[str, str, str, str]]:
+    """(knob, field, source value, target value under `shift`) for every field of the style, as text; per-class
+    fields (palette, object rates) are summarised by how many classes differ."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, Mapping):
+            return f"{len(value)} classes"
+        if isinstance(value, tuple):
+            return "(" + ", ".join(f"{v:.3g}" for v in value) + ")"
+        return f"{value:.3g}"
+
+    target = style_for("target", shift)
+    rows = []
+    for f in dataclasses.fields(DomainStyle):
+        a, b = getattr(SOURCE_STYLE, f.name), getattr(target, f.name)
+        if isinstance(a, Mapping):
+            changed = sum(a[k] != b[k] for k in a)
+            rows.append((f.metadata["knob"], f.name, text(a), f"{changed} of {len(a)} classes changed"))
+        else:
+            rows.append((f.metadata["knob"], f.name, text(a), text(b)))
+    return rows
+
+
+# Object sizes in metres: (width, height); a sprite's parts are boxes/ellipses in its unit square. Thin classes are
+# thicker than real ones (a 0.45 m pole, a 0.8 m person) so that the quick resolution resolves them.
 _SIZES = {
-    "car": (4.2, 1.5),
-    "truck": (2.6, 3.4),
-    "bus": (10.0, 3.2),
-    "train": (24.0, 3.8),
-    "person": (0.6, 1.75),
-    "rider": (0.7, 1.8),
-    "bicycle": (1.7, 1.0),
-    "motorcycle": (2.0, 1.1),
-    "pole": (0.25, 6.0),
-    "traffic light": (0.5, 5.0),
-    "traffic sign": (0.8, 3.0),
+    "car": (4.2, 1.6),
+    "truck": (3.0, 3.4),
+    "bus": (10.0, 3.3),
+    "train": (20.0, 3.8),
+    "person": (0.8, 1.9),
+    "rider": (1.8, 2.0),
+    "bicycle": (1.8, 1.2),
+    "motorcycle": (2.1, 1.3),
+    "pole": (0.45, 6.0),
+    "traffic light": (1.1, 5.0),
+    "traffic sign": (1.3, 3.2),
     "vegetation": (3.5, 6.0),
-    "wall": (9.0, 1.6),
-    "fence": (8.0, 1.5),
+    "wall": (9.0, 1.8),
+    "fence": (8.0, 1.6),
 }
-_LATERAL = {  # where along the street each class stands: "road", "kerb" or "verge"
+#: Where along the street each class stands by default: "road", "kerb", "verge" or "far" (trains cross the street).
+_LATERAL = {
     "car": "road",
     "truck": "road",
     "bus": "road",
@@ -207,6 +358,8 @@ _LATERAL = {  # where along the street each class stands: "road", "kerb" or "ver
     "wall": "verge",
     "fence": "verge",
 }
+_CROSSING = ("person", "bicycle")  # on the road with probability `crossing`
+_PARKED = ("car", "motorcycle")  # on the kerb with probability `parked`
 
 
 class _Canvas:
@@ -270,63 +423,56 @@ def _sprite(
 ) -> None:
     """Draw one object in its screen box (x0, y0) .. (x0+w, y0+h) with the bottom on the ground."""
     k = C[cls_name]
-    r = lambda fx0, fy0, fx1, fy1, cls=k, **kw: cv.rect(
+    r = lambda fx0, fy0, fx1, fy1, cls=k, **kw: cv.rect(  # noqa: E731
         x0 + fx0 * w, y0 + fy0 * h, x0 + fx1 * w, y0 + fy1 * h, cls, jitter=jitter, **kw
     )
-    e = lambda fcx, fcy, frx, fry, cls=k, **kw: cv.ellipse(
+    e = lambda fcx, fcy, frx, fry, cls=k, **kw: cv.ellipse(  # noqa: E731
         x0 + fcx * w, y0 + fcy * h, frx * w, fry * h, cls, jitter=jitter, **kw
     )
     if cls_name in ("car", "truck", "bus", "train"):
-        cab = {
-            "car": (0.2, 0.8, 0.0, 0.45),
-            "truck": (0.0, 0.3, 0.25, 0.55),
-            "bus": (0.0, 1.0, 0.0, 0.0),
-            "train": (0.0, 1.0, 0.0, 0.0),
-        }[cls_name]
         r(0.0, 0.4 if cls_name == "car" else 0.05, 1.0, 0.85)
         if cls_name == "car":
-            r(cab[0], 0.0, cab[1], 0.45)
-            r(cab[0] + 0.05, 0.08, cab[1] - 0.05, 0.4, tone=0.45)  # windows
+            r(0.2, 0.0, 0.8, 0.45)
+            r(0.25, 0.08, 0.75, 0.4, tone=0.45)  # windows
+        elif cls_name == "truck":
+            r(0.0, 0.3, 0.3, 0.55, tone=0.5)  # cab window
         else:
-            for i in range(4 if cls_name != "train" else 8):  # window band
-                r(
-                    0.05 + i * (0.9 / (4 if cls_name != "train" else 8)),
-                    0.15,
-                    0.05 + (i + 0.7) * (0.9 / (4 if cls_name != "train" else 8)),
-                    0.4,
-                    tone=0.5,
-                )
+            n = 4 if cls_name == "bus" else 8
+            for i in range(n):  # window band
+                r(0.05 + i * 0.9 / n, 0.15, 0.05 + (i + 0.7) * 0.9 / n, 0.4, tone=0.5)
         for fx in (0.18, 0.82):  # wheels
             e(fx, 0.87, 0.09, 0.13, tone=0.25)
-    elif cls_name in ("person", "rider"):
-        base = 0.45 if cls_name == "rider" else 1.0
-        e(0.5, 0.08, 0.2, 0.07)  # head
-        r(0.2, 0.15, 0.8, 0.55 * base + 0.05)  # torso
-        if cls_name == "person":
-            r(0.22, 0.55, 0.46, 1.0)
-            r(0.54, 0.55, 0.78, 1.0)
-        else:
-            vehicle = "bicycle" if rng.random() < 0.5 else "motorcycle"
-            for fx in (0.0, 1.0):
-                e(fx, 0.85, 0.38, 0.14, cls=C[vehicle], tone=0.3)
-            r(0.0, 0.62, 1.0, 0.78, cls=C[vehicle])
+    elif cls_name == "person":
+        e(0.5, 0.08, 0.25, 0.08)  # head
+        r(0.12, 0.15, 0.88, 0.58)  # torso
+        r(0.16, 0.55, 0.47, 1.0)  # legs
+        r(0.53, 0.55, 0.84, 1.0)
+    elif cls_name == "rider":  # a person on a two-wheeler: the vehicle keeps its own class
+        vehicle = C["bicycle"] if rng.random() < 0.5 else C["motorcycle"]
+        for fx in (0.2, 0.8):
+            e(fx, 0.8, 0.18, 0.2, cls=vehicle, tone=0.3)
+        r(0.15, 0.58, 0.85, 0.75, cls=vehicle)
+        e(0.5, 0.07, 0.12, 0.07)  # head
+        r(0.34, 0.13, 0.66, 0.6)  # torso and legs on the saddle
+        r(0.6, 0.22, 0.85, 0.34)  # arms to the handlebar
     elif cls_name in ("bicycle", "motorcycle"):
         for fx in (0.22, 0.78):
-            e(fx, 0.7, 0.2, 0.28, tone=0.3)
-        r(0.2, 0.35 if cls_name == "bicycle" else 0.3, 0.8, 0.55)
+            e(fx, 0.68, 0.22, 0.32, tone=0.3)
+        r(0.2, 0.3 if cls_name == "bicycle" else 0.2, 0.8, 0.55)
     elif cls_name == "pole":
-        r(0.3, 0.0, 0.7, 1.0)
+        r(0.0, 0.0, 1.0, 1.0)
     elif cls_name == "traffic light":
-        cv.rect(x0 + 0.4 * w, y0 + 0.25 * h, x0 + 0.6 * w, y0 + h, C["pole"], jitter=jitter)
-        r(0.0, 0.0, 1.0, 0.27)
-        for i, fy in enumerate((0.05, 0.13, 0.21)):
-            e(0.5, fy, 0.25, 0.03, tone=1.6 if i == rng.integers(3) else 0.6)
+        cv.rect(x0 + 0.3 * w, y0 + 0.3 * h, x0 + 0.7 * w, y0 + h, C["pole"], jitter=jitter)
+        r(0.0, 0.0, 1.0, 0.32)
+        lit = rng.integers(3)
+        for i, fy in enumerate((0.06, 0.16, 0.26)):
+            e(0.5, fy, 0.28, 0.04, tone=1.6 if i == lit else 0.6)
     elif cls_name == "traffic sign":
-        cv.rect(x0 + 0.42 * w, y0 + 0.3 * h, x0 + 0.58 * w, y0 + h, C["pole"], jitter=jitter)
+        cv.rect(x0 + 0.38 * w, y0 + 0.35 * h, x0 + 0.62 * w, y0 + h, C["pole"], jitter=jitter)
         if rng.random() < 0.5:
-            cv.triangle(x0 + 0.5 * w, y0, 0.5 * w, y0 + 0.3 * h, k, jitter=jitter)
+            cv.triangle(x0 + 0.5 * w, y0, 0.5 * w, y0 + 0.38 * h, k, jitter=jitter)
         else:
-            e(0.5, 0.15, 0.5, 0.15)
+            e(0.5, 0.18, 0.5, 0.18)
     elif cls_name == "vegetation":
         if rng.random() < 0.6:  # tree: trunk and crown are both vegetation in Cityscapes
             r(0.42, 0.5, 0.58, 1.0, tone=0.55)
@@ -341,6 +487,23 @@ def _sprite(
             r(i / 8 + 0.03, 0.1, i / 8 + 0.09, 1.0, tone=0.55)
 
 
+def _place(name: str, style: DomainStyle, road_half: float, kerb: float, setback: float, rng: np.random.Generator):
+    """(lateral X, depth z) in metres of one object of class `name` under the style's layout."""
+    where = _LATERAL[name]
+    if name in _CROSSING and rng.random() < style.crossing:
+        where = "road"
+    elif name in _PARKED and rng.random() < style.parked:
+        where = "kerb"
+    side = rng.choice((-1, 1))
+    if where == "road":
+        return rng.uniform(-road_half + 1.0, road_half - 1.0), rng.uniform(5, 40)
+    if where == "kerb":
+        return side * rng.uniform(road_half + 0.3, road_half + kerb), rng.uniform(4, 30)
+    if where == "verge":
+        return side * rng.uniform(road_half + kerb, setback + 1), rng.uniform(4, 40)
+    return rng.uniform(-5, 5), rng.uniform(18, 45)  # far
+
+
 def render_scene(style: DomainStyle, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Render one scene: returns (image uint8 (h, w, 3), train-id label uint8 (h, w), 255 = void)."""
     cv = _Canvas(h, w)
@@ -348,9 +511,9 @@ def render_scene(style: DomainStyle, h: int, w: int, rng: np.random.Generator) -
     cx = w / 2 + rng.normal(0, 0.06) * w  # camera yaw shifts the vanishing point
     yh = (style.horizon + rng.normal(0, 0.02)) * h
     cam = style.camera_height * (1 + rng.normal(0, 0.05))
-    road_half = rng.uniform(3.5, 7.0)
-    kerb = rng.uniform(1.5, 3.5)
-    verge = rng.uniform(0.0, 4.0)  # terrain strip between sidewalk and buildings
+    road_half = rng.uniform(*style.road_half)
+    kerb = rng.uniform(*style.kerb)
+    verge = rng.uniform(*style.verge)
     setback = road_half + kerb + verge
 
     def to_screen(x: float, z: float, height: float = 0.0) -> tuple[float, float]:
@@ -378,7 +541,7 @@ def render_scene(style: DomainStyle, h: int, w: int, rng: np.random.Generator) -
         z0 = rng.uniform(2.0, 6.0)
         while z0 < z_far:
             z1 = z0 + rng.uniform(8, 25)
-            height = rng.uniform(6, 25)
+            height = rng.uniform(*style.building_height)
             xb = side * (setback + rng.uniform(0, 3))
             jit = rng.normal(0, 255 * style.colour_jitter, 3).astype(np.float32)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -394,7 +557,7 @@ def render_scene(style: DomainStyle, h: int, w: int, rng: np.random.Generator) -
             cv.tone[win] = 0.55
             z0 = z1 + rng.uniform(0, 4)
     # A facade closing the street far away (faces the camera).
-    hb = rng.uniform(10, 30)
+    hb = rng.uniform(*style.building_height)
     xl, yt = to_screen(-setback - 3, z_far, hb)
     xr, yb = to_screen(setback + 3, z_far, 0.0)
     cv.rect(xl, yt, xr, yb, C["building"], jitter=rng.normal(0, 255 * style.colour_jitter, 3))
@@ -403,28 +566,29 @@ def render_scene(style: DomainStyle, h: int, w: int, rng: np.random.Generator) -
     objects = []
     for name, rate in style.object_rate.items():
         for _ in range(rng.poisson(rate)):
-            where = _LATERAL[name]
-            if where == "road":
-                x = rng.uniform(-road_half + 1.2, road_half - 1.2)
-                zz = rng.uniform(5, 50)
-            elif where == "kerb":
-                x = rng.choice((-1, 1)) * rng.uniform(road_half + 0.3, road_half + kerb)
-                zz = rng.uniform(4, 40)
-            elif where == "verge":
-                x = rng.choice((-1, 1)) * rng.uniform(road_half + kerb, setback + 1)
-                zz = rng.uniform(4, 45)
-            else:  # trains cross far down the street
-                x, zz = rng.uniform(-5, 5), rng.uniform(25, 55)
+            x, zz = _place(name, style, road_half, kerb, setback, rng)
             objects.append((zz, x, name))
     for zz, x, name in sorted(objects, reverse=True):
         sw, sh = _SIZES[name]
-        scale = rng.uniform(0.85, 1.15)
+        scale = style.object_scale * rng.uniform(0.85, 1.15)
         u, v = to_screen(x, zz)
         pw, ph = f * sw * scale / zz, f * sh * scale / zz
         jit = rng.normal(0, 255 * style.colour_jitter, 3).astype(np.float32)
         _sprite(cv, name, u - pw / 2, v - ph, pw, ph, rng, jit)
 
     return _appearance(cv, style, rng), cv.label
+
+
+#: Material patterns of the texture knob: (fine grain, coarse blotches, horizontal courses) amplitudes per class.
+_MATERIALS = {
+    "road": (1.0, 0.6, 0.0),
+    "sidewalk": (0.6, 0.3, 0.8),
+    "building": (0.4, 0.3, 1.0),
+    "wall": (0.5, 0.2, 1.0),
+    "vegetation": (1.2, 1.0, 0.0),
+    "terrain": (1.0, 0.8, 0.0),
+    "sky": (0.0, 0.8, 0.0),
+}
 
 
 def _appearance(cv: _Canvas, style: DomainStyle, rng: np.random.Generator) -> np.ndarray:
@@ -435,18 +599,24 @@ def _appearance(cv: _Canvas, style: DomainStyle, rng: np.random.Generator) -> np
         pal[C[name]] = rgb
     img = (pal[cv.label] + cv.jitter) * cv.tone[..., None]
     if style.texture > 0:
-        # Per-class texture: coarse noise whose scale depends on the class, so surfaces look like materials.
-        coarse = rng.normal(0, 1, (h // 4 + 2, w // 4 + 2, 1)).astype(np.float32)
-        coarse = np.kron(coarse, np.ones((4, 4, 1), dtype=np.float32))[:h, :w]
-        fine = rng.normal(0, 1, (h, w, 1)).astype(np.float32)
-        rough = np.isin(cv.label, [C["road"], C["vegetation"], C["terrain"], C["sidewalk"], C["building"]])
-        img += 255 * style.texture * np.where(rough[..., None], 0.6 * coarse + 0.8 * fine, 0.3 * coarse)
-    if style.lighting > 0:
-        # Sun from one side and a darker bottom: a smooth multiplicative field.
+        amp = np.zeros((256, 3), dtype=np.float32)
+        default = (0.3, 0.2, 0.0)  # objects: a little grain
+        for name, k in C.items():
+            amp[k] = _MATERIALS.get(name, default)
+        a = amp[cv.label]
+        fine = rng.normal(0, 1, (h, w)).astype(np.float32)
+        coarse = rng.normal(0, 1, (h // 8 + 2, w // 8 + 2)).astype(np.float32)
+        coarse = _gaussian_blur(np.kron(coarse, np.ones((8, 8), np.float32))[:h, :w, None], 2.0)[..., 0]
+        period = max(2.0, h / 32)
+        courses = np.sign(np.sin(2 * np.pi * cv.ys / period + rng.uniform(0, 2 * np.pi))).astype(np.float32)
+        pattern = a[..., 0] * fine + a[..., 1] * 2.5 * coarse + a[..., 2] * courses
+        img += 255 * style.texture * pattern[..., None]
+    if style.lighting > 0:  # sun from one side and a darker bottom: a smooth multiplicative field
         gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * rng.uniform(-1, 1)
         gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
-        light = 1.0 + style.lighting * (0.5 * gx - 0.3 * gy) + rng.normal(0, style.lighting / 3)
-        img *= light[..., None]
+        img *= (1.0 + style.lighting * (0.5 * gx - 0.3 * gy) + rng.normal(0, style.lighting / 3))[..., None]
+    # global colour statistics: white balance, brightness, contrast around mid-grey
+    img = (img * np.asarray(style.white_balance, np.float32) * style.brightness - 128) * style.contrast + 128
     if style.blur > 0:
         img = _gaussian_blur(img, style.blur * w / 256)
     if style.noise > 0:
@@ -477,16 +647,18 @@ class SynthCitySpec:
     n_source: int = 2000
     n_target_train: int = 500
     n_target_val: int = 200
+    shift: Shift = Shift()
 
 
 def _scene_seed(seed: int, domain: str, split: str, index: int) -> int:
+    # The shift is not part of the scene's seed: the same item under another shift is the same street restyled.
     return zlib.crc32(f"synthcity:{seed}:{domain}:{split}:{index}".encode())
 
 
 def render_item(spec: SynthCitySpec, domain: str, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """The deterministic (image, train-id label) of one item."""
     rng = np.random.default_rng(_scene_seed(spec.seed, domain, split, index))
-    return render_scene(STYLES[domain], spec.height, spec.width, rng)
+    return render_scene(style_for(domain, spec.shift), spec.height, spec.width, rng)
 
 
 def _target_path(split: str, index: int) -> tuple[str, str]:
@@ -559,20 +731,21 @@ def generate(
 
 
 def stored_meta(spec: SynthCitySpec) -> dict:
-    """What ``synthcity.json`` records: the generator's version and the spec (results records cite both)."""
+    """What ``synthcity.json`` records: the generator's version and the spec with its knobs (records cite both)."""
     return {"version": VERSION, **asdict(spec)}
 
 
-def spec_for(size: tuple[int, int], counts: tuple[int, int, int]) -> SynthCitySpec:
-    """The spec of the set a run of this size and counts uses (seed 0), as the cache generates it."""
-    (h, w), (n_source, n_target_train, n_target_val) = size, counts
-    return SynthCitySpec(0, h, w, n_source, n_target_train, n_target_val)
+def spec_for(data: DataConfig) -> SynthCitySpec:
+    """The spec of the set a run on `data` uses (seed 0), as the cache generates it."""
+    (h, w), (n_source, n_target_train, n_target_val) = data.synthcity_size, data.synthcity_counts
+    return SynthCitySpec(0, h, w, n_source, n_target_train, n_target_val, Shift.from_tuple(data.synthcity_shift))
 
 
-def cache_dir(size: tuple[int, int], counts: tuple[int, int, int]) -> Path:
-    """Where the shared cache keeps the set of this size and counts (the version is part of the key)."""
-    h, w = size
-    return cache_root() / f"synthcity-{h}x{w}-{cache_key([VERSION, list(size), list(counts)])}"
+def cache_dir(data: DataConfig) -> Path:
+    """Where the shared cache keeps the set a run on `data` uses (version, size, counts and knobs are the key)."""
+    h, w = data.synthcity_size
+    key = cache_key([VERSION, list(data.synthcity_size), list(data.synthcity_counts), list(data.synthcity_shift)])
+    return cache_root() / f"synthcity-{h}x{w}-{key}"
 
 
 def ensure(out: str | os.PathLike, spec: SynthCitySpec = SynthCitySpec()) -> Path:
