@@ -15,7 +15,7 @@ from udalib.losses.segmentation import seg_ce
 from udalib.methods.sdca import SDCA, SDCAConfig, SDCASource, SDCASourceConfig
 from udalib.methods.supervised import Supervised
 from udalib.models import SegOutput, SmallDeepLab, build_model
-from udalib.presets import resolve
+from udalib.presets import QUICK_TRAIN, resolve
 
 K = 5
 H, W = 32, 64
@@ -253,11 +253,12 @@ def test_registry_quick():
     assert methods.get("sdca_ssl").cls is Supervised and ssl.data.labelled == "target"
     assert ssl.data.pseudo_label_dir == "stage:sdca"
     assert ssl.train.init_checkpoint is None and ssl.method_cfg.lambda_seg_aux == 0.0
-    assert ssl.train.iters == 300 and ssl.data.labelled_scale_crop and ssl.data.eval_size == (128, 256)
+    assert ssl.train.iters == QUICK_TRAIN.iters  # a fresh network, as long as the source-only model it is compared with
+    assert ssl.data.labelled_scale_crop and ssl.data.eval_size == (128, 256)
 
     src = resolve("sdca_source", "quick")
     assert not methods.get("sdca_source").cls.uses_target
-    assert src.train.iters == 500 and src.train.lr == 0.01 and not src.train.multi_level
+    assert src.train.iters == QUICK_TRAIN.iters and src.train.lr == 0.01 and not src.train.multi_level
     assert src.method_cfg.lambda_lov == 0.75
 
 

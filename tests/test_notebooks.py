@@ -426,3 +426,52 @@ if __name__ == "__main__":
         for line in bs[0]:
             print("    " + line)
     print("no shared blocks" if not shared_blocks() else "")
+
+
+# -- measured numbers come from the records, never typed by hand ---------------------------------------------------
+
+#: A number that looks measured: a decimal followed by "mIoU", "points" or "%", or points counted in words.
+MEASURED = re.compile(
+    r"\d+\.\d+\s*(?:mIoU|points?\b|%)"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten)\b(?:\s+(?:to|or)\s+\w+)?\s+points?\b",
+    re.IGNORECASE,
+)
+#: Where such a number may stand: fenced code, display and inline math, glue roles, inline code, table rows.
+_ALLOWED = [
+    re.compile(r"```.*?```", re.S),
+    re.compile(r"\$\$.*?\$\$", re.S),
+    re.compile(r"\{glue(?::\w+)?\}`[^`]*`"),
+    re.compile(r"`[^`]*`"),
+    re.compile(r"\$[^$\n]*\$"),
+    re.compile(r"^\s*\|.*$", re.M),
+]
+
+
+def hand_typed_numbers(markdown: str) -> list[str]:
+    """The measured-looking numbers of a Markdown cell outside the places they may stand."""
+    for allowed in _ALLOWED:
+        markdown = allowed.sub(" ", markdown)
+    return [m.group(0) for m in MEASURED.finditer(markdown)]
+
+
+def test_the_prose_check_finds_hand_typed_numbers_and_allows_the_rest():
+    assert hand_typed_numbers("AdvEnt gains 7.9 mIoU here, and 53.2 % of the gap.") == ["7.9 mIoU", "53.2 %"]
+    assert hand_typed_numbers("All three gain five to eight points; LS-GAN spreads over three points.") == [
+        "five to eight points",
+        "three points",
+    ]
+    allowed = (
+        "It gains {glue:text}`gain:.1f` mIoU, $0.5 \\%$ in math, `3.2 mIoU` in code.\n"
+        "| AdvEnt | 43.8 mIoU |\n```\n45.5 mIoU\n```\n$$\n1.0\\%\n$$"
+    )
+    assert hand_typed_numbers(allowed) == []
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_no_measured_number_is_typed_by_hand(name):
+    found = {
+        i: hand_typed_numbers(cell.source)
+        for i, cell in enumerate(_read(name).cells)
+        if cell.cell_type == "markdown" and hand_typed_numbers(cell.source)
+    }
+    assert not found, f"{name}: state measured numbers through the records (glue or results.findings): {found}"

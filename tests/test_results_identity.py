@@ -12,6 +12,7 @@ import pytest
 from tests.tiny_runs import tiny_config
 from udalib import reproduce as rep
 from udalib import results
+from udalib.config import SHIFT_KNOBS
 from udalib.data import synthcity
 from udalib.data.synthcity import SynthCitySpec, generate
 from udalib.presets import resolve
@@ -54,6 +55,7 @@ def test_synthcity_identity_is_the_generator_version_and_the_stored_spec(tmp_pat
         "n_source": 2000,
         "n_target_train": 500,
         "n_target_val": 200,
+        "shift": {knob: 1.0 for knob in SHIFT_KNOBS},
     }
     assert data_identity(resolve("source_only", "quick", data_root=str(tmp_path / "none")))["synthcity"] == {
         "version": "unknown",

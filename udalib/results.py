@@ -473,6 +473,50 @@ def paired_gain(preset: str, method: str, baseline: str = "source_only", root: s
     }
 
 
+def _verdict(g: dict) -> str:
+    if g["seeds"] == 1:
+        return "one seed, no spread to compare with"
+    return ("clears" if g["clears"] else "within") + f" the seed-to-seed spread ({g['spread']:.1f})"
+
+
+def _gain(g: dict) -> str:
+    seeds = ", ".join(f"{v:+.1f}" for v in g["per_seed"].values())
+    return f"{g['mean']:+.1f}" + (f" (seeds {seeds})" if g["seeds"] > 1 else "")
+
+
+def findings(preset: str, methods: Sequence[str], baseline: str = "source_only", root=None) -> str:
+    """What the records say about each of `methods`, as Markdown a chapter displays (no number is typed by hand):
+    the gain over `baseline` paired by seed with the seed-spread verdict; the difference to AdaBN alone
+    (``source_only_adabn``, BatchNorm statistics re-estimated on target, no training) paired by seed; the gain
+    left when BatchNorm is frozen during adaptation (``<method>_frozen_bn``) and the gain of AdaBN after
+    adaptation (``<method>_adabn``) where the catalogue has them. Methods without records say how to make them.
+    """
+    lines = []
+    for m in methods:
+        g = paired_gain(preset, m, baseline, root)
+        if g is None:
+            lines.append(f"* **{m}**: not measured yet (`udalib reproduce --preset {preset} --methods {m}`).")
+            continue
+        text = f"* **{m}** gains {_gain(g)} mIoU over {baseline.replace('_', '-')}, {_verdict(g)}"
+        alone = paired_gain(preset, m, "source_only_adabn", root)
+        if alone is not None and m != "source_only_adabn":
+            than = "more" if alone["mean"] > 0 else "less"
+            text += (
+                f"; it ends {abs(alone['mean']):.1f} {than} than AdaBN alone (the source-only model with target "
+                f"BatchNorm statistics, no training), {_verdict(alone)}"
+            )
+        frozen = paired_gain(preset, f"{m}_frozen_bn", baseline, root) if f"{m}_frozen_bn" in CATALOGUE else None
+        if frozen is not None:
+            kept = frozen["mean"] / g["mean"] if g["mean"] > 0 else float("nan")
+            share = f", {100 * kept:.0f}% of its gain" if math.isfinite(kept) else ""
+            text += f"; with BatchNorm frozen during adaptation it gains {_gain(frozen)}{share}: its loss alone"
+        after = paired_gain(preset, f"{m}_adabn", baseline, root) if f"{m}_adabn" in CATALOGUE else None
+        if after is not None:
+            text += f"; re-estimating BatchNorm on target after adaptation gives {_gain(after)}"
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
 def gap_recovered(miou: float, source_only: float, oracle: float) -> float:
     """Fraction of the source-only → oracle gap a method closes: (mIoU − source-only) / (oracle − source-only)."""
     return (miou - source_only) / (oracle - source_only)

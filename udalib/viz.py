@@ -163,6 +163,8 @@ def plot_scenes(scenes: Sequence[tuple[str, np.ndarray, np.ndarray]], protocol: 
         present |= set(np.unique(label).tolist())
     for ax in axes.flat:
         _off(ax)
+    for ax in axes.flat[2 * len(scenes) :]:
+        ax.set_visible(False)
     class_legend(fig, protocol, present - {IGNORE_INDEX})
     return fig
 

@@ -633,6 +633,25 @@ def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return sum(k[i] * rows[i : i + img.shape[0]] for i in range(len(k)))
 
 
+def restyled(index: int, shift: Shift, size: tuple[int, int] = (128, 256), seed: int = 0):
+    """Source street `index` of the set drawn in the target style under `shift`, from the same random draws: how
+    the knobs change one scene (``Shift(0, 0, 0, 0, 0)`` gives the source item itself). Returns (image, label)."""
+    rng = np.random.default_rng(_scene_seed(seed, "source", "train", index))
+    return render_scene(style_for("target", shift), *size, rng)
+
+
+def knob_scenes(index: int = 0, size: tuple[int, int] = (128, 256)) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(title, image, label) of one street: as the source, as the default target, and under each knob alone."""
+    shifts = [("source", Shift(0, 0, 0, 0, 0)), ("target: every knob", Shift())]
+    shifts += [(f"{knob} alone", Shift.only(knob)) for knob in SHIFT_KNOBS]
+    return [(title, *restyled(index, shift, size)) for title, shift in shifts]
+
+
+def pair_scenes(strengths: Mapping[str, float], index: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(title, image, label) of one street as the source and as the target under knob `strengths`."""
+    return [("source", *restyled(index, Shift(0, 0, 0, 0, 0))), ("target", *restyled(index, Shift(**strengths)))]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Writing the pair to disk in the GTA5 and Cityscapes layouts
 
@@ -741,10 +760,16 @@ def spec_for(data: DataConfig) -> SynthCitySpec:
     return SynthCitySpec(0, h, w, n_source, n_target_train, n_target_val, Shift.from_tuple(data.synthcity_shift))
 
 
+#: The generator's tables in the cache key too: a retuned style that forgot to bump VERSION still gets a new set.
+_TABLES = repr((SOURCE_STYLE, TARGET_STYLE, _SIZES, _LATERAL, _MATERIALS))
+
+
 def cache_dir(data: DataConfig) -> Path:
     """Where the shared cache keeps the set a run on `data` uses (version, size, counts and knobs are the key)."""
     h, w = data.synthcity_size
-    key = cache_key([VERSION, list(data.synthcity_size), list(data.synthcity_counts), list(data.synthcity_shift)])
+    key = cache_key(
+        [VERSION, _TABLES, list(data.synthcity_size), list(data.synthcity_counts), list(data.synthcity_shift)]
+    )
     return cache_root() / f"synthcity-{h}x{w}-{key}"
 
 
