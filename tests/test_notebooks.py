@@ -122,9 +122,11 @@ def test_chapters_share_the_run_parameters(name):
         "seed",
         "out_dir",
         "resume",
+        "confirm_long_run",
     ):
         assert key in params, f"{name}: parameter {key!r} missing"
-    assert params["preset"]["default"] == '"quick"'
+    assert params["preset"]["default"] == '"auto"'  # the headline rule (udalib.preset_choice)
+    assert params["confirm_long_run"]["default"] == "False"
     assert params["iters"]["default"] == "None"
     assert params["out_dir"]["default"] == f'"runs/{name}"'
     assert params["iters"]["help"], "papermill reads the comment as the parameter's help"
@@ -206,7 +208,7 @@ def test_data_chapter_declares_the_data_parameters():
 
     params = papermill.inspect_notebook(str(NOTEBOOKS / "data.ipynb"))
     assert set(params) == {"preset", "dataset", "data_root", "target_root", "n_images"}
-    assert params["preset"]["default"] == '"quick"'
+    assert params["preset"]["default"] == '"auto"'
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .data.domains import Domains, build_domains
 from .data.labels import Protocol, get_protocol
 from .data.transforms import denormalize
 from .evaluate import EvalResult, evaluate
-from .presets import resolve
+from .preset_choice import AUTO, resolve_run
 from .train import TrainResult
 
 
@@ -127,22 +127,29 @@ class Chapter:
 
 def setup(
     method: str,
-    preset: str = "quick",
+    preset: str = AUTO,
     *,
     out_dir: str | None = None,
     resume: str | None = None,
+    confirm_long_run: bool = False,
     quiet: bool = False,
     **params,
 ) -> Chapter:
     """Resolve a chapter's run from its parameters cell (``None`` = the preset's value), print what was chosen,
     and build its data (SynthCity is generated into the cache the first time).
 
-    A relative `out_dir` is taken from the repository root. Without `resume` the chapter's run starts afresh
-    (re-running a chapter replaces its own run folder's checkpoints); ``resume="auto"`` continues it.
+    ``preset="auto"`` picks the paper preset on a CUDA machine with the datasets configured and the quick one
+    otherwise; the first line printed says which and why, and a run of hours needs `confirm_long_run`
+    (:mod:`udalib.preset_choice`). A relative `out_dir` is taken from the repository root. Without `resume` the
+    chapter's run starts afresh (re-running a chapter replaces its own run folder's checkpoints);
+    ``resume="auto"`` continues it.
     """
     if out_dir is not None and not Path(out_dir).is_absolute():
         out_dir = str(repository_root() / out_dir)
-    cfg = resolve(method, preset, out_dir=out_dir, resume=resume, **params)
+    say = (lambda line: None) if quiet else print
+    cfg = resolve_run(
+        method, preset, confirm_long_run=confirm_long_run, say=say, out_dir=out_dir, resume=resume, **params
+    )
     cfg = dataclasses.replace(cfg, overwrite=resume is None)
     ch = Chapter(cfg, get_protocol(cfg.data.protocol), resolve_device(cfg.train.device), build_domains(cfg))
     if not quiet:

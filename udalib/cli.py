@@ -26,9 +26,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="source_only", help="method / variant name (see `udalib train --list`)")
     p.add_argument(
         "--preset",
-        default="quick",
-        choices=["quick", "paper"],
-        help="quick: small model on SynthCity, CPU; paper: ResNet-101 at full resolution, CUDA",
+        default="auto",
+        choices=["auto", "quick", "paper"],
+        help="auto (default): paper on a CUDA machine with the datasets configured (UDABOOK_GTA5, "
+        "UDABOOK_CITYSCAPES, ...), quick otherwise; quick: small model on SynthCity, CPU; paper: ResNet-101 at "
+        "full resolution, CUDA",
     )
     p.add_argument("--dataset", default=None, help="synthcity | gta5 | synthia (default: preset's)")
     p.add_argument("--data-root", default=None, help="source dataset folder (SynthCity: folder with source/ target/)")
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a method and print its target-val per-class IoU and mIoU")
     _add_run_args(p)
     p.add_argument("--resume", default=None, help="checkpoint file, or 'auto' for the latest in --out-dir")
+    p.add_argument(
+        "--confirm-long-run",
+        action="store_true",
+        help="start a run estimated to take more than an hour (on a GPU an explicit --iters also confirms)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -138,9 +145,9 @@ RUN_OPTIONS = ("dataset", "data_root", "target_root", "iters", "backbone", "seed
 
 
 def _config(args, **extra):
-    from .presets import resolve
+    from .preset_choice import resolve_run
 
-    return resolve(args.method, args.preset, **{k: getattr(args, k) for k in RUN_OPTIONS}, **extra)
+    return resolve_run(args.method, args.preset, **{k: getattr(args, k) for k in RUN_OPTIONS}, **extra)
 
 
 def _load_checkpoint(args, path: str):
@@ -168,7 +175,9 @@ def cmd_train(args) -> int:
         print("\ncontrols and ablations (made by `udalib reproduce --methods NAME`, not by train):")
         print("\n".join(f"{name:{width}}  {e.description}" for name, e in others.items()))
         return 0
-    cfg = _config(args, resume=args.resume, checkpoint_every=args.checkpoint_every)
+    cfg = _config(
+        args, resume=args.resume, checkpoint_every=args.checkpoint_every, confirm_long_run=args.confirm_long_run
+    )
     if args.overwrite:
         import dataclasses
 
