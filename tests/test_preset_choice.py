@@ -105,3 +105,13 @@ def test_udalib_train_follows_the_rule(capsys):
     assert "--confirm-long-run" in err and "40,000 iterations" in err
     assert cli.main(["train", "--preset", "paper", "--device", "cpu"]) == 2
     assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_banner_the_code_prints():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = next(line for line in readme.splitlines() if line.startswith("udabook: preset quick"))
+    said = []
+    resolve_run("sdca", device="cpu", say=said.append)
+    assert said == [shown]
