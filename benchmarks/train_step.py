@@ -17,6 +17,7 @@ import dataclasses
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,13 @@ def _caffe(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(bgr)).permute(2, 0, 1)
 
 
-def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: int, warmup: int) -> dict:
+def step_setup(
+    method: str, mode: str, *, device: torch.device, scale: float, compile_backend: str | None = None
+) -> tuple[Callable[[], None], dict]:
+    """One training step of `method`'s paper configuration on fixed batches, as a callable, and the image sizes.
+
+    `mode` is a key of :data:`MODES`; `compile_backend` runs the segmenter through ``torch.compile`` with that
+    backend (as ``TrainConfig.compile`` does)."""
     dtype, channels_last = MODES[mode]
     # the paper preset's model and method config; no data is read and no CUDA is needed to resolve it
     cfg = resolve(method, "paper", data_root="unused", target_root="unused", device="cuda")
@@ -62,18 +69,24 @@ def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: 
     tgt_size = (round(512 * scale), round(1024 * scale))
     src = _batch(src_size, "source", device, channels_last)
     tgt = _batch(tgt_size, "target", device, channels_last)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    stepped = model if compile_backend is None else torch.compile(model, backend=compile_backend)
     model.train()
 
     def step() -> None:
         for o in (opt, *m.aux_optimizers()):
             o.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            m.training_step(model, src, tgt if m.uses_target else None, 0, lambda loss: loss.backward())
+            m.training_step(stepped, src, tgt if m.uses_target else None, 0, lambda loss: loss.backward())
         for o in (opt, *m.aux_optimizers()):
             o.step()
 
+    return step, {"source_size": list(src_size), "target_size": list(tgt_size), "batch": "1+1"}
+
+
+def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: int, warmup: int) -> dict:
+    step, sizes = step_setup(method, mode, device=device, scale=scale)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -83,16 +96,8 @@ def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: 
         step()
     sync()
     dt = (time.perf_counter() - t0) / iters
-    rec = {
-        "method": method,
-        "mode": mode,
-        "it_per_s": round(1 / dt, 3),
-        "s_per_it": round(dt, 4),
-        "source_size": list(src_size),
-        "target_size": list(tgt_size),
-        "batch": "1+1",
-        "iters": iters,
-    }
+    rec = {"method": method, "mode": mode, "it_per_s": round(1 / dt, 3), "s_per_it": round(dt, 4), **sizes}
+    rec["iters"] = iters
     if device.type == "cuda":
         rec["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return rec

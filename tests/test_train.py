@@ -94,3 +94,19 @@ def test_the_configured_bn_mode_reaches_the_small_model(bn_mode):
     assert model.bn_mode == bn_mode
     assert all(bn.training == (bn_mode != "frozen") for bn in bns)
     assert all(bn.weight.requires_grad == (bn_mode == "trainable") for bn in bns)
+
+
+def test_compiled_training_steps_learn_the_same_weights(tiny_cache, tmp_path):
+    """``TrainConfig.compile``: the steps run through torch.compile (the graph-capture backend here; "inductor" on
+    a GPU), checkpoints hold the plain module's keys, and the weights are those of the eager run."""
+    eager = Trainer(tiny_config("advent", tmp_path / "eager", iters=2, init_checkpoint=None), progress="none").fit()
+    cfg = tiny_config("advent", tmp_path / "compiled", iters=2, init_checkpoint=None, compile="eager")
+    compiled = Trainer(cfg, progress="none").fit()
+    a, b = eager.model.state_dict(), compiled.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    state = torch.load(cfg.final_checkpoint, weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in state["model"])
+    with pytest.raises(ValueError, match="compile must be one of"):
+        dataclasses.replace(cfg.train, compile="fast")

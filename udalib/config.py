@@ -26,6 +26,7 @@ CHECKPOINT_NAME = "checkpoint_{step:07d}.pt"
 STAGE_PREFIX = "stage:"
 #: The named parts of SynthCity's source→target shift (``udalib.data.synthcity``), in the order of
 #: ``DataConfig.synthcity_shift``.
+COMPILE_BACKENDS = ("inductor", "eager", "aot_eager")
 SHIFT_KNOBS = ("appearance", "texture", "geometry", "priors", "layout")
 
 
@@ -98,6 +99,9 @@ class TrainConfig:
     accum: int = 1  # gradient accumulation (the seeds' ITER_SIZE)
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
     channels_last: bool = True
+    # torch.compile backend of the training steps: None (eager), "inductor" (the compiler, for GPUs), "eager" or
+    # "aot_eager" (graph capture without code generation: checks the path on a CPU)
+    compile: str | None = None
     eval_every: int = 5000
     checkpoint_every: int = 5000
     log_every: int = 50
@@ -129,6 +133,8 @@ class TrainConfig:
         if self.lr == 0:
             raise ValueError("lr must be positive, got 0")
         _one_of("amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        if self.compile is not None:
+            _one_of("compile", self.compile, COMPILE_BACKENDS)
         try:
             resolve_device(self.device)
         except (RuntimeError, TypeError, ValueError):

@@ -285,13 +285,15 @@ class Trainer:
 
         books = _Books(self, TrainResult(self.out_dir, None, None), domains, start)
         model.train()
+        # the compiled module shares the parameters; checkpoints and evaluation keep using `model` itself
+        stepped = model if t.compile is None else torch.compile(model, backend=t.compile)
         for step in range(start, t.iters):
             _set_poly_lr(optimizers, poly_factor(step, t.poly_horizon, t.poly_power))
             for _ in range(t.accum):
                 src = next(labelled).to(device, t.channels_last)
                 tgt = next(target).to(device, t.channels_last) if target is not None else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    books.record(step, method.training_step(model, src, tgt, step, backward))
+                    books.record(step, method.training_step(stepped, src, tgt, step, backward))
             _average_gradients(params, self.world)
             for o in optimizers:
                 scaler.step(o) if scaler is not None else o.step()
