@@ -131,6 +131,9 @@ ORDER = [
     "sdca_source",
     "sdca",
     "sdca_ssl",
+    "maxsquare",
+    "maxsquare_iw",
+    "ortho_cluster",
     "adaptsegnet_multi_frozen_bn",
     "minent_frozen_bn",
     "advent_frozen_bn",
@@ -157,6 +160,9 @@ PUBLISHED = {
     "sdca_source": None,
     "sdca": None,
     "sdca_ssl": 52.9,
+    "maxsquare": 44.3,
+    "maxsquare_iw": 45.2,
+    "ortho_cluster": None,
 }
 
 
@@ -238,7 +244,8 @@ GOLDEN = Path(__file__).parent / "golden" / "results_quick_tables.txt"
 #: A frozen copy of results/quick/ as it was when the golden tables were written, so new measurements in
 #: results/ do not touch this test.
 GOLDEN_RESULTS = Path(__file__).parent / "golden" / "results"
-V2_ORDER = [n for n in ORDER if not n.startswith("shift_")]  # the catalogue the golden tables were written with
+#: the catalogue the golden tables were written with
+V2_ORDER = [n for n in ORDER if not n.startswith("shift_") and n not in ("maxsquare", "maxsquare_iw", "ortho_cluster")]
 #: The tables the chapters printed when the tables moved from ``udalib.viz`` to ``udalib.results``, and the whole
 #: catalogue's.
 TABLES = [
@@ -247,7 +254,7 @@ TABLES = [
     ["source_only", "source_only_adabn", "minent", "advent", "advent_minent_ensemble", "oracle"],
     ["source_only", "source_only_adabn", "advent", "globallocal", "globallocal_all_pixels", "oracle"],
     ["source_only", "source_only_adabn", "sdca_source", "sdca", "sdca_ssl", "oracle"],
-    [n for n in ORDER if n in PUBLISHED and n != "oracle"] + ["oracle"],
+    [n for n in V2_ORDER if n in PUBLISHED and n != "oracle"] + ["oracle"],
     V2_ORDER + ["not_a_result"],
 ]
 GAINS = [

@@ -187,6 +187,30 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
         52.9,
         "SDCA after self-training, ResNet-101 (VGG-16: 47.3)",
     ),
+    ResultEntry(
+        "maxsquare",
+        "trained",
+        "clustering",
+        "MaxSquare: maximum squares loss on target predictions",
+        44.3,
+        "MaxSquare README, ResNet-101",
+    ),
+    ResultEntry(
+        "maxsquare_iw",
+        "trained",
+        "clustering",
+        "MaxSquare with image-wise class-balanced weights (IW, r = 0.2)",
+        45.2,
+        "MaxSquare README, MaxSquare+IW, ResNet-101",
+    ),
+    ResultEntry(
+        "ortho_cluster",
+        "trained",
+        "clustering",
+        "orthogonal and clustered embeddings: IW-MaxSquare + clustering, orthogonality and sparsity of prototypes",
+        None,
+        "the paper's tables could not be read (spec §B9); expected between MaxSquare+IW and BAFFT",
+    ),
     *(
         ResultEntry(
             f"{m}_frozen_bn",

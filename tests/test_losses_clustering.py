@@ -1,0 +1,97 @@
+"""MaxSquare, IW-MaxSquare and the prototype losses of orthogonal and clustered embeddings, on hand-computed cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from tests.tiny_runs import tiny_config
+from udalib.losses.clustering import attraction, clustering_loss, repulsion
+from udalib.losses.maxsquare import iw_maxsquare_loss, iw_weights, maxsquare_loss
+from udalib.losses.orthogonality import prototype_entropy
+from udalib.losses.prototypes import class_prototypes
+from udalib.losses.sparsity import prototype_sparsity
+from udalib.train import Trainer
+
+
+def test_maxsquare_of_uniform_and_confident_predictions():
+    c = 19
+    uniform = torch.full((2, c, 3, 4), 1 / c)
+    assert maxsquare_loss(uniform).item() == pytest.approx(-1 / (2 * c**2))
+    onehot = torch.zeros(1, c, 2, 2)
+    onehot[:, 3] = 1
+    assert maxsquare_loss(onehot).item() == pytest.approx(-1 / (2 * c))  # mean over channels too
+
+
+def test_iw_weights_balance_the_classes_of_each_image():
+    prob = torch.tensor([[0.9, 0.9, 0.9, 0.2], [0.1, 0.1, 0.1, 0.8]]).reshape(1, 2, 2, 2)  # 3 pixels A, 1 pixel B
+    w = iw_weights(prob, ratio=0.5).reshape(-1)
+    assert w.tolist() == pytest.approx([1 / math.sqrt(12)] * 3 + [1 / math.sqrt(4)])  # 1/(N_c^r N^(1-r))
+    assert iw_weights(prob, ratio=0.0).reshape(-1).tolist() == pytest.approx([0.25] * 4)  # r = 0: uniform 1/N
+    with pytest.raises(ValueError, match="ratio must be in"):
+        iw_weights(prob, ratio=1.5)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.2])
+def test_iw_maxsquare_of_one_predicted_class_is_the_mean_square_per_class(ratio):
+    c, p0 = 5, 0.6
+    prob = torch.full((1, c, 4, 4), (1 - p0) / (c - 1))
+    prob[:, 0] = p0  # every pixel predicted as class 0: w = 1/N for any ratio
+    expected = -(p0**2 + (c - 1) * ((1 - p0) / (c - 1)) ** 2) / c
+    assert iw_maxsquare_loss(prob, ratio).item() == pytest.approx(expected)
+
+
+def test_prototypes_are_class_means_in_the_graph():
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 4.0], [9.0, 9.0]], requires_grad=True)
+    labels = torch.tensor([0, 0, 2, 255])  # void is left out
+    centroids, seen = class_prototypes(feats, labels, num_classes=3)
+    assert centroids.tolist() == [[2.0, 0.0], [0.0, 0.0], [0.0, 4.0]] and seen.tolist() == [True, False, True]
+    centroids.sum().backward()
+    assert feats.grad.tolist() == [[0.5, 0.5], [0.5, 0.5], [1.0, 1.0], [0.0, 0.0]]  # gradients flow through them
+
+
+def test_clustering_attracts_to_the_own_prototype_and_repels_the_others():
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
+    labels = torch.tensor([0, 0])
+    centroids = torch.tensor([[2.0, 0.0], [2.0, 2.0]])
+    assert attraction(feats, labels, centroids).item() == pytest.approx(0.5)  # (1 + 1) / 4 entries
+    assert attraction(feats, labels, centroids, p=2).item() == pytest.approx(math.sqrt(2) / 4)
+    seen = torch.tensor([True, True])
+    assert repulsion(centroids, seen).item() == pytest.approx(1.0)  # |(0, -2)| = 2 over 1 x 2 entries
+    assert repulsion(centroids, torch.tensor([True, False])).item() == 0.0
+    on_prototype = torch.tensor([[2.0, 0.0], [2.0, 0.0]])  # target features at their prototype: f_t = 0
+    loss = clustering_loss(feats, labels, on_prototype, labels, centroids, seen, weights=(1.0, 2.0, 3.0))
+    assert loss.item() == pytest.approx(0.5 + 2 * 0.0 - 3 * 1.0)
+
+
+def test_orthogonality_is_low_for_aligned_features_and_log_k_over_k_for_ambiguous_ones():
+    protos = torch.eye(3)
+    aligned = torch.eye(3).repeat(4, 1)  # each feature is one prototype
+    assert prototype_entropy(aligned, protos, temperature=0.01).item() < 1e-6
+    ambiguous = torch.ones(5, 3)  # equally similar to every prototype
+    assert prototype_entropy(ambiguous, protos).item() == pytest.approx(math.log(3) / 3)
+    # the released raw dot products at T = 1: 2048-d ReLU features saturate the softmax
+    big = torch.rand(8, 2048, generator=torch.Generator().manual_seed(0)) * 3
+    raw, cosine = (prototype_entropy(big, big[:3], normalize=n).item() for n in (False, True))
+    assert raw < 0.01 * math.log(3) / 3 < 0.3 < cosine  # near one-hot at once vs. near uniform
+    assert prototype_entropy(aligned, protos[:1]).item() == 0.0  # one prototype: nothing to choose
+
+
+def test_sparsity_rewards_prototypes_with_few_strong_channels():
+    assert prototype_sparsity(torch.tensor([[2.0, 0.0]])).item() == pytest.approx(-0.25)  # (1 - .5)^2, (0 - .5)^2
+    assert prototype_sparsity(torch.tensor([[1.0, 0.5]])).item() == pytest.approx(-0.125)
+    assert prototype_sparsity(torch.zeros(2, 4)).item() == 0.0  # a zero prototype is left out
+
+
+def test_ortho_cluster_trains_and_keeps_its_ema_prototypes(tiny_cache, tmp_path):
+    cfg = tiny_config("ortho_cluster", tmp_path, iters=2, init_checkpoint=None)
+    cfg = dataclasses.replace(cfg, method_cfg=dataclasses.replace(cfg.method_cfg, centroid_smoothing=0.5))
+    result = Trainer(cfg, progress="none").fit()
+    assert result.method.centroid_seen.any() and result.method.centroid_avg.abs().sum() > 0
+    state = torch.load(cfg.final_checkpoint, weights_only=True)
+    assert {"centroid_avg", "centroid_seen"} <= set(state["method"])
+    logged = [line for line in (tmp_path / "ortho_cluster" / "log.jsonl").read_text().splitlines()]
+    assert logged and all(key in logged[-1] for key in ('"ms"', '"cl"', '"orth"', '"sp"'))
