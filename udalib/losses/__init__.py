@@ -5,6 +5,9 @@
 - ``entropy``: weighted self-information, entropy map, MinEnt (ADVENT).
 - ``lovasz``: Lovasz-softmax (SDCA's source IoU surrogate).
 - ``contrastive``: SDCA's class statistics and closed-form contrastive bound.
+- ``maxsquare``: MaxSquare and image-wise class-balanced (IW) MaxSquare.
+- ``prototypes``: class means of pixel features (in the graph).
+- ``clustering``, ``orthogonality``, ``sparsity``: the prototype losses of orthogonal and clustered embeddings.
 """
 
 from udalib.losses.adversarial import (
