@@ -279,3 +279,17 @@ def quick_tables() -> str:
 def test_tables_on_the_stored_results_print_what_they_printed_before():
     """The golden file was written by the functions before they moved from ``udalib.viz``, on the same records."""
     assert quick_tables() == GOLDEN.read_text()
+
+
+def test_the_readme_quotes_the_quick_schedule_and_its_recorded_time():
+    import re
+
+    from udalib.presets import QUICK_TRAIN
+
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    m = re.search(
+        r"trains the small DeepLab for ([\d,]+) iterations \(([\d.]+) minutes on 2 cores in the fastest", readme
+    )
+    assert m and int(m[1].replace(",", "")) == QUICK_TRAIN.iters
+    walls = [r["wall_s"] for r in results.load("quick")["source_only"] if r["iters"] == QUICK_TRAIN.iters]
+    assert walls and f"{min(walls) / 60:.1f}" == m[2]
