@@ -221,7 +221,7 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
             of=m,
             overrides={"train": {"bn_mode": "frozen"}},
         )
-        for m in ("adaptsegnet_multi", "minent", "advent")
+        for m in ("adaptsegnet_multi", "minent", "advent", "globallocal", "sdca")
     ),
     ResultEntry(
         "globallocal_all_pixels",
