@@ -100,3 +100,28 @@ def test_viz_draws_a_tsne_of_pixel_samples():
     assert emb.shape == (60, 2) and labels.shape == dom.shape == (60,) and set(dom) == {0, 1}
     fig = viz.plot_tsne(samples, max_points=60)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
+
+
+def test_knn_domain_accuracy_tells_mixed_from_separated_domains():
+    from udalib.analysis import PixelSample, knn_domain_accuracy
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros(300, dtype=np.int64)
+    mixed = {d: PixelSample(rng.normal(size=(300, 16)), labels, labels) for d in ("source", "target")}
+    assert abs(knn_domain_accuracy(mixed, k=10) - 0.5) < 0.1
+    apart = {
+        "source": PixelSample(rng.normal(size=(300, 16)) + 5, labels, labels),
+        "target": PixelSample(rng.normal(size=(300, 16)) - 5, labels, labels),
+    }
+    assert knn_domain_accuracy(apart, k=10) == 1.0
+
+
+def test_class_mean_distances_of_aligned_and_shifted_domains():
+    from udalib.analysis import PixelSample, class_mean_distances
+
+    feats = np.array([[1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 1])
+    same = class_mean_distances(PixelSample(feats, labels, labels), PixelSample(feats, labels, labels), 2)
+    assert same["same class"] == pytest.approx(0.0) and same["other classes"] == pytest.approx(1.0)
+    swapped = class_mean_distances(PixelSample(feats, labels, labels), PixelSample(feats[::-1], labels, labels), 2)
+    assert swapped["same class"] == pytest.approx(1.0)  # each class sits where the other one is in the source

@@ -346,6 +346,24 @@ def plot_tsne(
     return fig
 
 
+def plot_prototype_channels(prototypes: Mapping[str, np.ndarray], classes: Sequence[str]) -> Figure:
+    """One heatmap per entry: class prototypes (K, A) with each row divided by its maximum channel (what the
+    sparsity loss sees), channels sorted by their mean so that shared channels gather on the left."""
+    fig = _figure(5 * len(prototypes), 4)
+    axes = np.atleast_1d(fig.subplots(1, len(prototypes)))
+    for ax, (name, p) in zip(axes, prototypes.items(), strict=True):
+        p = np.nan_to_num(np.asarray(p, dtype=float))
+        peak = np.where(p.max(1, keepdims=True) > 0, p.max(1, keepdims=True), 1.0)
+        scaled = p / peak
+        im = ax.imshow(scaled[:, np.argsort(-scaled.mean(0))], aspect="auto", cmap="magma", vmin=0, vmax=1)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("channel (sorted by mean)")
+        active = (scaled > 0.5).sum(1)[p.max(1) > 0]
+        ax.set_title(f"{name}: {active.mean():.0f} channels above half the peak", fontsize=9)
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="channel / class maximum")
+    return fig
+
+
 def plot_similarity(mats: Mapping[str, np.ndarray], classes: Sequence[str], vmin: float | None = None) -> Figure:
     """Side-by-side class-by-class similarity matrices (e.g. class means before and after adaptation)."""
     fig = _figure(5.2 * len(mats), 5.0)
