@@ -221,7 +221,7 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
             of=m,
             overrides={"train": {"bn_mode": "frozen"}},
         )
-        for m in ("adaptsegnet_multi", "minent", "advent", "globallocal", "sdca")
+        for m in ("adaptsegnet_multi", "minent", "advent", "globallocal", "sdca", "ortho_cluster")
     ),
     ResultEntry(
         "globallocal_all_pixels",
@@ -231,6 +231,24 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
         compared=False,
         of="globallocal",
         overrides={"method": {"local_pixels": None}},
+    ),
+    ResultEntry(
+        "ortho_cluster_clustering_only",
+        "ablation",
+        "clustering",
+        "IW-MaxSquare + the clustering loss (orthogonality and sparsity off)",
+        compared=False,
+        of="ortho_cluster",
+        overrides={"method": {"lambda_ortho": 0.0, "lambda_sparse": 0.0}},
+    ),
+    ResultEntry(
+        "ortho_cluster_no_sparsity",
+        "ablation",
+        "clustering",
+        "IW-MaxSquare + clustering + orthogonality (sparsity off)",
+        compared=False,
+        of="ortho_cluster",
+        overrides={"method": {"lambda_sparse": 0.0}},
     ),
     *(
         ResultEntry(
@@ -242,7 +260,7 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
             of=m,
             how="adabn",
         )
-        for m in ("adaptsegnet_multi", "advent")
+        for m in ("adaptsegnet_multi", "advent", "ortho_cluster")
     ),
     *(
         ResultEntry(
