@@ -110,3 +110,37 @@ def test_compiled_training_steps_learn_the_same_weights(tiny_cache, tmp_path):
     assert not any(k.startswith("_orig_mod") for k in state["model"])
     with pytest.raises(ValueError, match="compile must be one of"):
         dataclasses.replace(cfg.train, compile="fast")
+
+
+def test_a_resumed_run_with_random_augmentation_takes_the_same_steps(tiny_cache, tmp_path):
+    """SDCA's stage 3 jitters, greys and blurs source images and samples them class-balanced: each item's
+    augmentation is seeded by its draw, so a run resumed at step 2 ends with the uninterrupted run's weights."""
+    full = tiny_config("sdca", tmp_path / "full", iters=4, init_checkpoint=None)
+    full = dataclasses.replace(full, train=dataclasses.replace(full.train, checkpoint_every=2, eval_every=4))
+    assert full.data.source_color_aug and full.data.source_sampling == "class_balanced"
+    a = Trainer(full, progress="none").fit().model.state_dict()
+
+    part = dataclasses.replace(full, out_dir=str(tmp_path / "part"), train=dataclasses.replace(full.train, iters=2))
+    Trainer(part, progress="none").fit()
+    resumed = dataclasses.replace(part, train=full.train, resume="auto")
+    b = Trainer(resumed, progress="none").fit().model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_augmentation_depends_on_the_draw_not_on_the_global_rng():
+    from udalib.data.streams import SeededItems
+
+    class Noisy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.rand(2) + i
+
+    items = SeededItems(Noisy(), seed=5)
+    first = items[(7, 1)]
+    torch.rand(100)  # the caller's RNG moves on
+    state = torch.get_rng_state()
+    assert torch.equal(items[(7, 1)], first) and not torch.equal(items[(8, 1)], first)
+    assert torch.equal(torch.get_rng_state(), state)  # reading an item leaves the caller's RNG alone
