@@ -175,3 +175,18 @@ def test_a_folder_of_another_shift_is_not_taken_for_the_requested_one(tmp_path):
     root = generate(tmp_path / "sc", spec, workers=1)
     with pytest.raises(FileExistsError, match="does not hold SynthCity"):
         generate(root, dataclasses.replace(spec, shift=Shift.only("texture")), workers=1)
+
+
+def test_labels_in_the_cityscapes_layout_are_read_at_their_own_size(tmp_path):
+    from udalib.data.domains import target_label_size
+    from udalib.presets import resolve
+
+    root = generate(tmp_path / "sc", SynthCitySpec(height=32, width=64, n_source=1, n_target_train=1, n_target_val=1))
+    cfg = resolve("source_only", "quick", data_root=str(root))
+    target = str(root / "target")
+    as_cityscapes = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, target="cityscapes", target_root=target)
+    )
+    assert target_label_size(as_cityscapes) == (32, 64)  # SynthCity written in the Cityscapes layout
+    nowhere = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, target="cityscapes", target_root=None))
+    assert target_label_size(nowhere) == (1024, 2048)  # the official size when there is nothing to read

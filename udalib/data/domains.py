@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..config import RunConfig, cache_key, cache_root
@@ -49,11 +50,18 @@ def ensure_synthcity(cfg: RunConfig) -> Path | None:
 
 
 def target_label_size(cfg: RunConfig) -> tuple[int, int]:
-    """(H, W) of the target's full-resolution labels, where evaluation and pseudo-labels live: 1024×2048 for
-    Cityscapes, the generated resolution for SynthCity (read from the set itself)."""
+    """(H, W) of the target's full-resolution labels, where evaluation and pseudo-labels live: for Cityscapes the
+    size of its first val label (1024×2048 in the official set; a set written in its layout at another size, such
+    as SynthCity's, is read as it is), the generated resolution for SynthCity (read from the set itself)."""
     d = cfg.data
     if d.target != "synthcity":
-        return (1024, 2048)
+        first = next(
+            iter(sorted((Path(d.target_root or ".") / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))), None
+        )
+        if first is None:
+            return (1024, 2048)
+        with Image.open(first) as im:
+            return (im.height, im.width)
     meta = Path(d.target_root) / synthcity.META_FILE
     if meta.is_file():
         m = json.loads(meta.read_text())
