@@ -149,10 +149,11 @@ def test_rows_name_only_real_fields():
     from udalib.config import DataConfig, TrainConfig
 
     data, train = {f.name for f in dataclasses.fields(DataConfig)}, {f.name for f in dataclasses.fields(TrainConfig)}
-    for name, rows in presets.TABLE.items():
+    settings = {(name, f"paper {s}"): row for name, rows in presets.PAPER_SETTINGS.items() for s, row in rows.items()}
+    table = {(name, preset): row for name, rows in presets.TABLE.items() for preset, row in rows.items()}
+    for (name, preset), row in {**table, **settings}.items():
         fields = {f.name for f in dataclasses.fields(methods.get(name).config)}
-        for preset, row in rows.items():
-            where = f"{name}/{preset}"
-            assert set(row.data) <= data, where
-            assert set(row.train) <= train, where
-            assert set(row.method) | set(row.scale) <= fields, where
+        where = f"{name}/{preset}"
+        assert set(row.data) <= data, where
+        assert set(row.train) <= train, where
+        assert set(row.method) | set(row.scale) <= fields, where

@@ -95,3 +95,35 @@ def test_ortho_cluster_trains_and_keeps_its_ema_prototypes(tiny_cache, tmp_path)
     assert {"centroid_avg", "centroid_seen"} <= set(state["method"])
     logged = [line for line in (tmp_path / "ortho_cluster" / "log.jsonl").read_text().splitlines()]
     assert logged and all(key in logged[-1] for key in ('"ms"', '"cl"', '"orth"', '"sp"'))
+
+
+def test_paper_settings_follow_the_released_commands(monkeypatch):
+    from udalib.presets import resolve
+
+    monkeypatch.setenv("UDABOOK_PAPER_ON_CPU", "1")
+    kw = dict(data_root="/data/src", target_root="/data/cityscapes", device="cpu")
+    r101 = resolve("ortho_cluster", "paper", dataset="gta5", **kw)
+    m = r101.method_cfg
+    assert (m.lambda_cluster, m.lambda_ortho, m.lambda_sparse, m.lambda_target, m.iw_ratio) == (
+        0.02,
+        2.0,
+        0.5,
+        0.1,
+        0.2,
+    )
+    assert r101.train.head_lr_mult == 10.0 and r101.train.iters == r101.train.poly_horizon == 24_760
+    vgg = resolve("ortho_cluster", "paper", dataset="gta5", backbone="vgg16", **kw)
+    m = vgg.method_cfg
+    assert (m.lambda_cluster, m.lambda_ortho, m.lambda_sparse, m.lambda_target) == (0.1, 0.02, 0.02, 0.02)
+    assert vgg.train.head_lr_mult == 1.0  # the VGG classifier at the backbone's LR
+    synthia = resolve("ortho_cluster", "paper", dataset="synthia", **kw).method_cfg
+    assert (synthia.lambda_ortho, synthia.lambda_sparse, synthia.lambda_target, synthia.iw_ratio) == (
+        0.1,
+        1.0,
+        0.05,
+        0.0,
+    )
+    assert resolve("maxsquare_iw", "paper", dataset="synthia", backbone="vgg16", **kw).method_cfg.lambda_target == 0.01
+    # an explicit override still wins over the setting
+    over = resolve("ortho_cluster", "paper", dataset="synthia", method_overrides={"lambda_sparse": 0.3}, **kw)
+    assert over.method_cfg.lambda_sparse == 0.3

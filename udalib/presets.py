@@ -185,6 +185,34 @@ TABLE: dict[str, dict[str, Row]] = {
 }
 
 
+def _clustering_setting(cl: float, orth: float, sp: float, target: float, vgg: bool, iw: float = 0.2) -> dict:
+    return {
+        "ortho_cluster": Row(
+            train=dict(head_lr_mult=1.0) if vgg else {},
+            method=dict(lambda_cluster=cl, lambda_ortho=orth, lambda_sparse=sp, lambda_target=target, iw_ratio=iw),
+        ),
+        "maxsquare": Row(train=dict(head_lr_mult=1.0) if vgg else {}, method=dict(lambda_target=target)),
+        "maxsquare_iw": Row(
+            train=dict(head_lr_mult=1.0) if vgg else {}, method=dict(lambda_target=target, iw_ratio=iw)
+        ),
+    }
+
+
+#: Paper values that depend on the source dataset and the backbone: UDAclustering's README commands (spec
+#: bafft_orthogonal_clustering.md §B6) for (GTA5 | SYNTHIA) × (ResNet-101 | VGG-16); the VGG classifier trains at
+#: the backbone's LR (1×, not 10×). GTA5 / ResNet-101 is the method configs' defaults. The MaxSquare baselines take
+#: the same target weight and IW ratio. Applied by :func:`resolve` to the paper preset, before any override.
+_CLUSTERING_SETTINGS = {
+    ("gta5", "vgg16"): _clustering_setting(1e-1, 2e-2, 2e-2, 2e-2, vgg=True),
+    ("synthia", "resnet101"): _clustering_setting(2e-2, 1e-1, 1.0, 5e-2, vgg=False, iw=0.0),
+    ("synthia", "vgg16"): _clustering_setting(5e-2, 5e-2, 2e-2, 1e-2, vgg=True),
+}
+PAPER_SETTINGS: dict[str, dict[tuple[str, str], Row]] = {
+    method: {setting: rows[method] for setting, rows in _CLUSTERING_SETTINGS.items()}
+    for method in ("ortho_cluster", "maxsquare", "maxsquare_iw")
+}
+
+
 def row(method: str, preset: str) -> Row:
     """The table's row of `method` under `preset`."""
     if preset not in PRESETS:
@@ -239,6 +267,10 @@ def resolve(
     """
     r = row(method, preset)
     data, train = _base(preset, dataset or ("synthcity" if preset == "quick" else "gta5"))
+    if preset == "paper":  # the paper's own values for this source dataset and backbone, where they differ
+        r = r + PAPER_SETTINGS.get(method, {}).get(
+            (data.source, backbone or r.train.get("backbone", train.backbone)), Row()
+        )
     data = dataclasses.replace(data, **r.data)
     train = dataclasses.replace(train, **r.train)
     mcfg = _method_config(methods.get(method).config, r)
