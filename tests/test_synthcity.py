@@ -190,3 +190,19 @@ def test_labels_in_the_cityscapes_layout_are_read_at_their_own_size(tmp_path):
     assert target_label_size(as_cityscapes) == (32, 64)  # SynthCity written in the Cityscapes layout
     nowhere = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, target="cityscapes", target_root=None))
     assert target_label_size(nowhere) == (1024, 2048)  # the official size when there is nothing to read
+
+
+def test_labels_can_be_scored_at_a_resized_protocol(tmp_path):
+    from udalib.data.domains import build_domains
+    from udalib.presets import resolve
+    from udalib.results import data_identity
+
+    root = generate(tmp_path / "sc", SynthCitySpec(height=32, width=64, n_source=1, n_target_train=1, n_target_val=1))
+    cfg = resolve("source_only", "quick", data_root=str(root))
+    assert tuple(build_domains(cfg).target_val[0][1].shape) == (32, 64)  # full resolution by default
+    assert "eval_label_size" not in data_identity(cfg)
+    half = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_label_size=(16, 32)))
+    assert tuple(build_domains(half).target_val[0][1].shape) == (16, 32)  # UDAclustering's half-resolution labels
+    assert data_identity(half)["eval_label_size"] == [16, 32]  # the records say how they were scored
+    with pytest.raises(ValueError, match="eval_label_size must be"):
+        DataConfig(eval_label_size=(0, 32))

@@ -104,10 +104,20 @@ class Chapter:
         result.model.eval()
         return result
 
-    def evaluate(self, model: nn.Module, ensemble: Iterable[tuple[nn.Module, float]] = ()) -> EvalResult:
-        """Per-class IoU and mIoU of `model` on target val, at full label resolution. `ensemble`: other
-        (model, weight) pairs whose upsampled logits are added, weighted (:func:`udalib.evaluate.evaluate`)."""
-        return evaluate(model, self.domains.target_val_loader(), self.protocol, device=self.device, ensemble=ensemble)
+    def evaluate(
+        self,
+        model: nn.Module,
+        ensemble: Iterable[tuple[nn.Module, float]] = (),
+        label_size: tuple[int, int] | None = None,
+    ) -> EvalResult:
+        """Per-class IoU and mIoU of `model` on target val, at full label resolution (or on labels resized to
+        `label_size`, as UDAclustering's released evaluation does). `ensemble`: other (model, weight) pairs whose
+        upsampled logits are added, weighted (:func:`udalib.evaluate.evaluate`)."""
+        domains = self.domains
+        if label_size is not None:
+            data = dataclasses.replace(self.cfg.data, eval_label_size=label_size)
+            domains = build_domains(dataclasses.replace(self.cfg, data=data))
+        return evaluate(model, domains.target_val_loader(), self.protocol, device=self.device, ensemble=ensemble)
 
     def examples(self, n: int = 4) -> Examples:
         """The first `n` target-val images: network inputs, full-resolution labels, RGB images for display."""

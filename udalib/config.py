@@ -45,6 +45,9 @@ class DataConfig:
     source_size: tuple[int, int] = (64, 128)
     target_size: tuple[int, int] = (64, 128)
     eval_size: tuple[int, int] = (64, 128)  # network input at test time; labels stay at full resolution
+    # labels resized (nearest) to this size for scoring; None: full resolution (the benchmark). UDAclustering's
+    # released evaluation scores Cityscapes at (512, 1024)
+    eval_label_size: tuple[int, int] | None = None
     normalization: str = "imagenet_rgb"  # imagenet_rgb (torchvision weights) | caffe_bgr (seeds' init) | vgg_bgr255
     synthcity_size: tuple[int, int] = (128, 256)  # generated resolution (quick) = full-resolution labels
     synthcity_counts: tuple[int, int, int] = (2000, 500, 200)  # source, target train, target val
@@ -59,7 +62,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _one_of("labelled", self.labelled, ("source", "target"))
         _one_of("source_sampling", self.source_sampling, ("uniform", "class_balanced"))
-        for name in ("source_size", "target_size", "eval_size", "synthcity_size"):
+        sizes = ("source_size", "target_size", "eval_size", "synthcity_size")
+        for name in sizes + (("eval_label_size",) if self.eval_label_size is not None else ()):
             size = getattr(self, name)
             if not (isinstance(size, tuple) and len(size) == 2 and all(_positive_int(v) for v in size)):
                 raise ValueError(f"{name} must be (height, width) in positive integers, got {size!r}")

@@ -337,6 +337,8 @@ def data_identity(cfg: RunConfig) -> dict:
     """
     d = cfg.data
     ident: dict = {"preset": cfg.preset, "protocol": d.protocol, "source": d.source, "target": d.target}
+    if d.eval_label_size is not None:  # scored on resized labels, not at full resolution: say so
+        ident["eval_label_size"] = list(d.eval_label_size)
     for role, name, root in (("source", d.source, d.source_root), ("target", d.target, d.target_root)):
         if name == "synthcity":
             ident["synthcity"] = _synthcity_identity(cfg, root)

@@ -140,7 +140,7 @@ def build_domains(cfg: RunConfig) -> Domains:
     src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug)
     src_plain = train_transform(size=d.source_size, normalization=norm)
     tgt_tf = train_transform(size=d.target_size, normalization=norm)
-    val_tf = eval_transform(size=d.eval_size, normalization=norm)
+    val_tf = eval_transform(size=d.eval_size, normalization=norm, label_size=d.eval_label_size)
 
     target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
     target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol)
