@@ -169,3 +169,22 @@ def test_cli_exit_codes_and_one_line_messages(tiny, capsys):
     os.makedirs(tiny.out_dir)
     assert cli.main(["train", "--method", "source_only", "--out-dir", tiny.out_dir, "--resume", "auto"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_config_field_added_later_at_its_default_is_the_same_run(tmp_path):
+    """Cached stages are named by the config without default-valued data/train fields, and a stored config that
+    lacks a field added since then matches it while the field holds its default."""
+    import dataclasses
+
+    from udalib.presets import resolve
+    from udalib.run_folder import config_differences
+    from udalib.stages import cached_run
+
+    cfg = resolve("source_only", "quick", out_dir=str(tmp_path / "run"))
+    stored = cfg.to_dict()
+    del stored["train"]["compile"]  # a run stored before TrainConfig.compile existed
+    assert config_differences(stored, cfg) == {}
+    compiled = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile="eager"))
+    assert "train.compile" in config_differences(stored, compiled)  # a non-default value is another run
+    assert "compile" not in cfg.identity()["train"] and cfg.identity()["train"]["iters"] == 1200
+    assert cached_run(cfg, "s").out_dir != cached_run(compiled, "s").out_dir

@@ -163,6 +163,16 @@ class RunConfig:
         )
         return d
 
+    def identity(self) -> dict:
+        """What names a cached run: :meth:`to_dict` without the data and training fields left at their defaults,
+        so that a field added to DataConfig or TrainConfig later (at a default that keeps the old behaviour) does
+        not rename, and so retrain, every cached stage."""
+        d = self.to_dict()
+        for part, kind in (("data", DataConfig), ("train", TrainConfig)):
+            defaults = field_defaults(kind)
+            d[part] = {k: v for k, v in d[part].items() if k not in defaults or defaults[k] != v}
+        return d
+
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         """The inverse of `to_dict` (the config a checkpoint stores); the method config stays a dict."""
@@ -178,6 +188,11 @@ class RunConfig:
     def final_checkpoint(self) -> Path:
         """The checkpoint the run ends with: every later stage, evaluation and record reads this one."""
         return self.checkpoint_path(self.train.iters)
+
+
+def field_defaults(kind: type) -> dict[str, Any]:
+    """{field: default} of a config dataclass (every field of DataConfig and TrainConfig has one)."""
+    return dataclasses.asdict(kind())
 
 
 def _from_dict(kind: type, values: dict) -> Any:

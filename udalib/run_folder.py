@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import STAGE_PREFIX, RunConfig
+from .config import STAGE_PREFIX, DataConfig, RunConfig, TrainConfig, field_defaults
 from .files import move_aside
 
 LOCK_FILE = ".lock"
@@ -54,9 +54,13 @@ def config_differences(stored: dict, cfg: RunConfig) -> dict[str, tuple[object, 
     """{field: (stored, now)} for every field that differs and that a resume may not change. A ``stage:`` reference
     not resolved yet is not compared (the trainer compares the resolved one)."""
     before, now = _flat(stored), _flat(json.loads(cfg.describe()))
+    # a field added to the configs after the run was stored is the same run when it holds its default
+    defaults = _flat(json.loads(json.dumps({"data": field_defaults(DataConfig), "train": field_defaults(TrainConfig)})))
     diff = {}
     for key in sorted(set(before) | set(now)):
         a, b = before.get(key), now.get(key)
+        if key not in before and key in defaults and b == defaults[key]:
+            continue
         if a != b and key not in RESUMABLE_CHANGES and not (isinstance(b, str) and b.startswith(STAGE_PREFIX)):
             diff[key] = (a, b)
     return diff

@@ -39,7 +39,7 @@ def stage_config(cfg: RunConfig, method: str) -> RunConfig:
 
 def cached_run(cfg: RunConfig, name: str) -> RunConfig:
     """`cfg` with its run folder in the stage cache, ``stages/<name>-<key of the config>``."""
-    key = cache_key(cfg.to_dict())
+    key = cache_key(cfg.identity())
     return dataclasses.replace(cfg, out_dir=str(cache_root() / "stages" / f"{name}-{key}"), resume=None)
 
 
