@@ -8,6 +8,7 @@
 - ``maxsquare``: MaxSquare and image-wise class-balanced (IW) MaxSquare.
 - ``prototypes``: class means of pixel features (in the graph).
 - ``clustering``, ``orthogonality``, ``sparsity``: the prototype losses of orthogonal and clustered embeddings.
+- ``masked_pooling``, ``feature_banks``, ``instances``, ``isia``, ``aim``: BAFFT's category and instance level.
 """
 
 from udalib.losses.adversarial import (
