@@ -1,0 +1,29 @@
+"""Fourier Domain Adaptation: the target's low frequencies, the source's phase."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from udalib.data.fda import fda_source_to_target, low_frequency_mask
+
+
+def test_beta_zero_is_the_identity_and_the_mask_is_the_centred_square():
+    g = torch.Generator().manual_seed(0)
+    src = torch.rand(3, 32, 48, generator=g) * 255
+    tgt = torch.rand(3, 32, 48, generator=g) * 255
+    torch.testing.assert_close(fda_source_to_target(src, tgt, beta=0.0), src, atol=1e-3, rtol=0)
+    m = low_frequency_mask(32, 48, 0.1)  # b = 3: a 7 x 7 square around (16, 24)
+    assert m.sum() == 49 and m[16, 24] and m[13, 21] and not m[12, 24]
+
+
+def test_the_global_colour_comes_from_the_target_and_the_edges_stay_the_sources():
+    src = torch.zeros(3, 32, 32)
+    src[:, :, 16:] = 100.0  # a vertical edge, dark left, bright right (mean 50)
+    tgt = torch.full((3, 32, 32), 200.0)  # a flat, bright target
+    out = fda_source_to_target(src, tgt, beta=0.05)
+    assert out.mean().item() == pytest.approx(200.0, abs=1e-3)  # the DC term (the mean colour) is the target's
+    jump = (out[:, :, 16] - out[:, :, 15]).mean().item()  # the sharp edge lives in the high frequencies: kept
+    assert jump > 50 and (out[:, :, 16:].mean() - out[:, :, :16].mean()).item() > 0
+    with pytest.raises(ValueError, match="one size"):
+        fda_source_to_target(src, tgt[:, :16], beta=0.05)
