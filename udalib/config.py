@@ -55,6 +55,7 @@ class DataConfig:
     synthcity_shift: tuple[float, ...] = (1.0,) * len(SHIFT_KNOBS)
     num_workers: int = 0
     source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
+    source_fda_beta: float = 0.0  # FDA: source images take target low frequencies in a window of this size (0: off)
     source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
     pseudo_label_dir: str | None = None  # target-train labels from pseudo-labels (self-training stage)
     labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
@@ -79,6 +80,8 @@ class DataConfig:
                 f"synthcity_shift must be {len(SHIFT_KNOBS)} strengths in [0, 2] for {SHIFT_KNOBS}, got {shift!r}"
             )
         _check_int("num_workers", self.num_workers, minimum=0)
+        if not (isinstance(self.source_fda_beta, int | float) and 0 <= self.source_fda_beta < 0.5):
+            raise ValueError(f"source_fda_beta must be in [0, 0.5) (0: no FDA), got {self.source_fda_beta!r}")
 
 
 @dataclass(frozen=True)

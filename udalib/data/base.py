@@ -167,6 +167,19 @@ def read_image(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
+class ImageFiles:
+    """The images of a list of files, decoded on access: ``ImageFiles(paths)[i]`` is an RGB PIL image."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        return read_image(self.paths[i])
+
+
 def image_size(path: Path, verify: bool = False, *, decode: bool = False) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels.
 

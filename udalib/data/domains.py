@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..config import RunConfig, cache_key, cache_root
 from . import synthcity
+from .base import ImageFiles
 from .cityscapes import Cityscapes
 from .gta5 import GTA5
 from .labels import get_protocol
 from .sampling import ClassBalancedSampler, class_presence
 from .streams import Batch, ResumableDraws, infinite_loader
 from .synthia import SYNTHIA
-from .transforms import eval_transform, train_transform
+from .transforms import FourierStyle, eval_transform, train_transform
 
 
 def ensure_synthcity(cfg: RunConfig) -> Path | None:
@@ -137,13 +138,15 @@ def build_domains(cfg: RunConfig) -> Domains:
     protocol = get_protocol(d.protocol)
     ensure_synthcity(cfg)
     norm = d.normalization
-    src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug)
-    src_plain = train_transform(size=d.source_size, normalization=norm)
     tgt_tf = train_transform(size=d.target_size, normalization=norm)
     val_tf = eval_transform(size=d.eval_size, normalization=norm, label_size=d.eval_label_size)
-
     target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
     target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol)
+    targets = ImageFiles([s.image for s in target_train.samples])
+    fda = FourierStyle(targets, d.source_fda_beta) if d.source_fda_beta > 0 else None
+    src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug, fda=fda)
+    src_plain = train_transform(size=d.source_size, normalization=norm)
+
     target_val = Cityscapes(target_root, "val", val_tf, protocol=protocol)
 
     if d.labelled not in ("source", "target"):

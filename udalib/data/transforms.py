@@ -92,6 +92,29 @@ class Resize:
         return f"Resize(size={self.size}, label_size={self.label_size!r})"
 
 
+class FourierStyle:
+    """FDA (:mod:`udalib.data.fda`): the image takes the low-frequency amplitude of a random image of `targets` (an
+    indexable collection of PIL images, e.g. the target train set), resized to it; the label is untouched."""
+
+    def __init__(self, targets: Sequence[Image.Image], beta: float):
+        if len(targets) == 0:
+            raise ValueError("FDA needs target images to borrow their spectrum from; the target set is empty")
+        self.targets, self.beta = targets, beta
+
+    def __call__(self, image: Image.Image, label: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+        from .fda import fda_source_to_target
+
+        other = self.targets[int(torch.randint(len(self.targets), ()).item())]
+        other = resize_image(other, (image.height, image.width))
+        src = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
+        tgt = torch.from_numpy(np.asarray(other, dtype=np.float32)).permute(2, 0, 1)
+        out = fda_source_to_target(src, tgt, self.beta).clamp(0, 255).round().to(torch.uint8)
+        return Image.fromarray(out.permute(1, 2, 0).numpy()), label
+
+    def __repr__(self) -> str:
+        return f"FourierStyle(beta={self.beta}, {len(self.targets)} target images)"
+
+
 class RandomScale:
     """Scale image and label by s ~ U(lo, hi) (SDCA self-training: 0.5–1.5)."""
 
@@ -248,19 +271,23 @@ def train_transform(
     crop: Size | None = None,
     color_aug: bool = False,
     label_size: LabelSize = "same",
+    fda: FourierStyle | None = None,
 ) -> Compose:
     """Training pipeline: resize → random scale → random crop → flip → colour (jitter, gray, blur) → tensor.
 
     Seeds' source: ``train_transform(size=(720, 1280), normalization="caffe_bgr")`` (a full-image resize).
     SDCA stage 3 source adds ``color_aug=True``; SDCA self-training uses ``size=None, scale=(0.5, 1.5),
     crop=(512, 1024), flip=True``. `label_size` other than "same" resizes the label after the image resize and
-    cannot be combined with scale or crop.
+    cannot be combined with scale or crop. `fda` (a :class:`FourierStyle`) gives the image a target image's low
+    frequencies after the resize.
     """
     if label_size != "same" and (scale is not None or crop is not None):
         raise ValueError("label_size must be 'same' when scale or crop is used (the label would no longer align)")
     steps: list = []
     if size is not None or label_size != "same":
         steps.append(Resize(size, label_size))
+    if fda is not None:  # at the training size, as the FDA code does
+        steps.append(fda)
     if scale is not None:
         steps.append(RandomScale(*scale))
     if crop is not None:
