@@ -57,7 +57,9 @@ class DataConfig:
     source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
     source_fda_beta: float = 0.0  # FDA: source images take target low frequencies in a window of this size (0: off)
     source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
-    pseudo_label_dir: str | None = None  # target-train labels from pseudo-labels (self-training stage)
+    # target-train labels from pseudo-labels: the labelled set of a self-training stage, or the target batches of a
+    # method that also trains on them (BAFFT's step 2)
+    pseudo_label_dir: str | None = None
     labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
 
     def __post_init__(self) -> None:

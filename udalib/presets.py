@@ -107,6 +107,15 @@ SDCA_SSL = TARGET_LABELS + Row(
     data=dict(pseudo_label_dir="stage:sdca", labelled_scale_crop=True), train=dict(multi_level=False)
 )
 
+#: BAFFT (spec bafft_orthogonal_clustering.md §A5, §A9, §A10): single-level, batch 1+1. Step 1 trains 200k of a
+#: 250k poly horizon; step 2 starts from it with its pseudo-labels for 205k iterations of a 300k horizon (the
+#: released step 2 resumes step 1's iteration count, 95,001 of 300,000, which a fresh schedule replaces here).
+BAFFT_STEP1_PAPER = SINGLE_LEVEL + Row(train=dict(iters=200_000, poly_horizon=250_000))
+BAFFT_STEP2 = Row(data=dict(pseudo_label_dir="stage:bafft_step1"), train=dict(init_checkpoint="stage:bafft_step1"))
+#: Quick: the banks hold about as many source pools as 5 quick iterations produce (the paper's fill in a few hundred
+#: of 200,000), so their target terms start early in a 200-iteration run.
+QUICK_BANKS = Row(method=dict(stuff_slots=20, thing_slots=50))
+
 #: MaxSquare and orthogonal/clustered embeddings (spec bafft_orthogonal_clustering.md §B5): single-level from the
 #: source-only model, batch 1+1, BN in train mode and trainable (released), 10 "epochs" of 2,476 target images
 #: with the poly LR decaying to zero at the last one.
@@ -143,6 +152,14 @@ TABLE: dict[str, dict[str, Row]] = {
             method=dict(local_pixels=512), scale={**QUICK_ADVERSARIAL, "lambda_local_aux": 10, "lambda_local_main": 10}
         ),
         "paper": ADVENT_PAPER,
+    },
+    "bafft_step1": {
+        "quick": SINGLE_LEVEL + QUICK_ADAPT + QUICK_BANKS + Row(scale=QUICK_ADVERSARIAL),
+        "paper": BAFFT_STEP1_PAPER,
+    },
+    "bafft": {
+        "quick": SINGLE_LEVEL + QUICK_ADAPT + QUICK_BANKS + BAFFT_STEP2 + Row(scale=QUICK_ADVERSARIAL),
+        "paper": BAFFT_STEP1_PAPER + BAFFT_STEP2 + Row(train=dict(iters=205_000, poly_horizon=300_000)),
     },
     "maxsquare": {"quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_TARGET_CONFIDENCE), "paper": CLUSTERING_PAPER},
     "maxsquare_iw": {
@@ -210,6 +227,11 @@ _CLUSTERING_SETTINGS = {
 PAPER_SETTINGS: dict[str, dict[tuple[str, str], Row]] = {
     method: {setting: rows[method] for setting, rows in _CLUSTERING_SETTINGS.items()}
     for method in ("ortho_cluster", "maxsquare", "maxsquare_iw")
+}
+#: BAFFT on SYNTHIA: the stuff classes' train ids in the 16-class protocol (no terrain).
+_SYNTHIA_STUFF = Row(method=dict(stuff_classes=(0, 1, 2, 3, 4, 8, 9)))
+PAPER_SETTINGS |= {
+    m: {("synthia", b): _SYNTHIA_STUFF for b in ("resnet101", "vgg16")} for m in ("bafft_step1", "bafft")
 }
 
 

@@ -243,6 +243,11 @@ class Trainer:
             feature_dim=model.feature_channels,
             total_iters=t.iters,
         ).to(device)
+        if method.needs_pseudo_labels and not cfg.data.pseudo_label_dir:
+            raise ValueError(
+                f"method {cfg.method!r} trains on target pseudo-labels but DataConfig.pseudo_label_dir is not set: "
+                "its target batches would carry the target's ground truth"
+            )
         _seed_everything(t.seed + self.rank)  # ranks draw different augmentations (a resume restores its RNG)
         groups = [
             {"params": g["params"], "lr": t.lr * g["lr_mult"], "initial_lr": t.lr * g["lr_mult"]}

@@ -141,7 +141,8 @@ def build_domains(cfg: RunConfig) -> Domains:
     tgt_tf = train_transform(size=d.target_size, normalization=norm)
     val_tf = eval_transform(size=d.eval_size, normalization=norm, label_size=d.eval_label_size)
     target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
-    target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol)
+    # with pseudo_label_dir set, target-train labels are the pseudo-labels (self-training, BAFFT's step 2)
+    target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
     targets = ImageFiles([s.image for s in target_train.samples])
     fda = FourierStyle(targets, d.source_fda_beta) if d.source_fda_beta > 0 else None
     src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug, fda=fda)

@@ -8,12 +8,12 @@ its name.
 from __future__ import annotations
 
 from ..results import CATALOGUE
-from . import adaptsegnet, advent, globallocal, maxsquare, ortho_cluster, sdca, supervised
+from . import adaptsegnet, advent, bafft, globallocal, maxsquare, ortho_cluster, sdca, supervised
 from .base import Method, Variant
 
 REGISTRY: dict[str, Variant] = {
     name: variant
-    for module in (supervised, adaptsegnet, advent, globallocal, sdca, maxsquare, ortho_cluster)
+    for module in (supervised, adaptsegnet, advent, globallocal, sdca, maxsquare, ortho_cluster, bafft)
     for name, variant in module.VARIANTS.items()
 }
 

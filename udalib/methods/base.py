@@ -28,6 +28,12 @@ class Method(nn.Module):
 
     uses_target: ClassVar[bool] = True  # needs unlabelled target batches
 
+    @property
+    def needs_pseudo_labels(self) -> bool:
+        """Whether the target batches must carry pseudo-labels (``DataConfig.pseudo_label_dir``): a method that
+        trains on target labels must never be given the target's ground truth instead."""
+        return False
+
     def __init__(self, cfg: Any, num_classes: int, *, feature_dim: int = 0, total_iters: int = 0):
         super().__init__()
         self.cfg = cfg

@@ -112,6 +112,11 @@ class DeepLabSegmenter(nn.Module):
         aux = self.layer5(c3) if self.layer5 is not None else None
         return SegOutput(logits=self.layer6(c4), features=c4, aux_logits=aux)
 
+    @property
+    def main_head(self) -> nn.Module:
+        """The classifier that turns ``features`` into ``logits`` (BAFFT asks it about pooled feature vectors)."""
+        return getattr(self, self.head_names[-1])
+
     def _apply_bn_mode(self, bn_mode: str) -> None:
         self.bn_mode = bn_mode
         if self.bn_mode not in BN_MODES:
