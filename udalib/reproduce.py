@@ -7,7 +7,8 @@ are recorded again. The catalogue says how each name is made: a method's own run
 with one setting changed ("ablation", recorded under its own name), or trained models evaluated without training
 ("evaluated"): the AdvEnt+MinEnt ensemble (ADVENT's 45.5, two models' logits 0.5/0.5) and AdaBN (BatchNorm
 statistics re-estimated on target train, :mod:`udalib.adabn`) applied to the source-only model, the control, and
-to adapted ones.
+to adapted ones; and the anatomy of SynthCity's gap (:func:`shift_record`: on a pair that differs in one knob,
+source-only, AdaBN and that pair's oracle).
 
 Every record carries the identity of the data it was measured on (:func:`udalib.results.data_identity`). Before any
 training, the records about to be written are compared with those already in the results folder: one that would
