@@ -25,9 +25,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-CHAPTERS = ["data", "source_only", "adaptsegnet", "advent", "globallocal", "sdca", "clustering", "results"]
+CHAPTERS = ["data", "source_only", "adaptsegnet", "advent", "globallocal", "sdca", "bafft", "clustering", "results"]
 #: Chapters that train a run: they share the run parameters of the CLI.
-RUN_CHAPTERS = ["source_only", "adaptsegnet", "advent", "globallocal", "sdca", "clustering"]
+RUN_CHAPTERS = ["source_only", "adaptsegnet", "advent", "globallocal", "sdca", "bafft", "clustering"]
 
 
 def _toc_files() -> list[str]:

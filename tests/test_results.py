@@ -131,6 +131,8 @@ ORDER = [
     "sdca_source",
     "sdca",
     "sdca_ssl",
+    "bafft_step1",
+    "bafft",
     "maxsquare",
     "maxsquare_iw",
     "ortho_cluster",
@@ -166,6 +168,8 @@ PUBLISHED = {
     "sdca_source": None,
     "sdca": None,
     "sdca_ssl": 52.9,
+    "bafft_step1": 49.2,
+    "bafft": 50.7,
     "maxsquare": 44.3,
     "maxsquare_iw": 45.2,
     "ortho_cluster": None,
@@ -267,7 +271,7 @@ V2_ORDER = [
     n
     for n in ORDER
     if not n.startswith("shift_")
-    and not n.startswith(("maxsquare", "ortho_cluster"))
+    and not n.startswith(("maxsquare", "ortho_cluster", "bafft"))
     and n not in ("globallocal_frozen_bn", "sdca_frozen_bn")
 ]
 #: The tables the chapters printed when the tables moved from ``udalib.viz`` to ``udalib.results``, and the whole

@@ -188,6 +188,22 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
         "SDCA after self-training, ResNet-101 (VGG-16: 47.3)",
     ),
     ResultEntry(
+        "bafft_step1",
+        "trained",
+        "bafft",
+        "BAFFT step 1 (SIM): output-space GAN + stuff-bank and instance-bank alignment",
+        49.2,
+        "SIM (Wang et al., CVPR 2020) in BAFFT's Table II; BAFFT's step 1 is SIM",
+    ),
+    ResultEntry(
+        "bafft",
+        "trained",
+        "bafft",
+        "BAFFT step 2: step 1's terms + ISIA + AIM + CE on the step-1 model's pseudo-labels",
+        50.7,
+        "BAFFT (IEEE TIP 2022), Table II, ResNet-101",
+    ),
+    ResultEntry(
         "maxsquare",
         "trained",
         "clustering",

@@ -364,6 +364,27 @@ def plot_prototype_channels(prototypes: Mapping[str, np.ndarray], classes: Seque
     return fig
 
 
+def plot_instances(images: Sequence[np.ndarray], instances: Sequence[np.ndarray], titles: Sequence[str]) -> Figure:
+    """Rows of image | its instances, each (n, h, w) mask set drawn in its own colour (upsampled to the image)."""
+    from matplotlib import colormaps
+
+    fig = _figure(8, 1.9 * len(images) + 0.4)
+    axes = fig.subplots(len(images), 2, squeeze=False)
+    colours = colormaps["tab20"](np.arange(20))[:, :3]
+    for r, (img, masks, title) in enumerate(zip(images, instances, titles, strict=True)):
+        h, w = img.shape[:2]
+        canvas = np.zeros((h, w, 3))
+        for i, m in enumerate(np.asarray(masks, dtype=bool)):
+            big = np.kron(m, np.ones((h // m.shape[0], w // m.shape[1]), dtype=bool))[:h, :w]
+            canvas[big] = colours[i % 20]
+        axes[r, 0].imshow(img)
+        axes[r, 1].imshow(canvas)
+        axes[r, 1].set_title(title, fontsize=9)
+        for ax in axes[r]:
+            _off(ax)
+    return fig
+
+
 def plot_similarity(mats: Mapping[str, np.ndarray], classes: Sequence[str], vmin: float | None = None) -> Figure:
     """Side-by-side class-by-class similarity matrices (e.g. class means before and after adaptation)."""
     fig = _figure(5.2 * len(mats), 5.0)
