@@ -582,11 +582,16 @@ def gap_recovered(miou: float, source_only: float, oracle: float) -> float:
     return (miou - source_only) / (oracle - source_only)
 
 
+#: The smallest source-only → oracle gap (mIoU) whose share recovered by AdaBN the anatomy reports.
+MIN_GAP = 2.0
+
+
 def shift_anatomy(preset: str = "quick", root: str | Path | None = None) -> list[dict]:
     """The anatomy of SynthCity's gap: one row for the default pair (records ``source_only``,
     ``source_only_adabn``, ``oracle``) and one per knob alone (records ``shift_<knob>``), each with "pair", "seeds",
     the mean "source_only", "adabn" and "oracle" mIoU over seeds, the "gap" (oracle − source-only) and the share
-    of it AdaBN "recovered". Pairs without records are left out.
+    of it AdaBN "recovered" (None where the gap is under :data:`MIN_GAP` mIoU: a share of almost nothing says
+    nothing). Pairs without records are left out.
     """
     data = load(preset, root)
     mean = lambda values: _mean_std(values)[0]  # noqa: E731
@@ -602,28 +607,24 @@ def shift_anatomy(preset: str = "quick", root: str | Path | None = None) -> list
     rows = []
     for pair, seeds, source, adabn, oracle in pairs:
         so, ad, orc = mean(source), mean(adabn), mean(oracle)
-        rows.append(
-            dict(
-                pair=pair,
-                seeds=seeds,
-                source_only=so,
-                adabn=ad,
-                oracle=orc,
-                gap=orc - so,
-                recovered=(ad - so) / (orc - so),
-            )
-        )
+        gap = orc - so
+        recovered = (ad - so) / gap if gap >= MIN_GAP else None
+        rows.append(dict(pair=pair, seeds=seeds, source_only=so, adabn=ad, oracle=orc, gap=gap, recovered=recovered))
     return rows
 
 
 def anatomy_table(rows: list[dict]) -> str:
     """A text table of :func:`shift_anatomy`."""
+
+    def share(r: dict) -> str:
+        return "no gap" if r["recovered"] is None else f"{100 * r['recovered']:.0f}%"
+
     lines = [
         f"{'pair':<26} {'seeds':>5} {'source-only':>11} {'AdaBN':>6} {'oracle':>6} {'gap':>6} {'AdaBN recovers':>15}"
     ]
     lines += [
         f"{r['pair']:<26} {r['seeds']:5d} {r['source_only']:11.1f} {r['adabn']:6.1f} {r['oracle']:6.1f} "
-        f"{r['gap']:6.1f} {100 * r['recovered']:14.0f}%"
+        f"{r['gap']:6.1f} {share(r):>15}"
         for r in rows
     ]
     return "\n".join(lines)

@@ -194,7 +194,8 @@ def plot_shift_anatomy(rows: Sequence[Mapping[str, Any]]) -> Figure:
     for i, (key, label, colour) in enumerate(bars):
         ax.barh(y + (1 - i) * 0.27, [r[key] for r in rows], 0.27, label=label, color=colour)
     for yy, r in zip(y, rows, strict=True):
-        ax.text(r["oracle"] + 1, yy, f"AdaBN recovers {100 * r['recovered']:.0f}% of {r['gap']:.1f}", va="center")
+        share = "no gap to speak of" if r["recovered"] is None else f"AdaBN recovers {100 * r['recovered']:.0f}%"
+        ax.text(r["oracle"] + 1, yy, f"{share} of {r['gap']:.1f}", va="center")
     ax.set_yticks(y, [r["pair"] for r in rows])
     ax.set_xlabel("target val mIoU")
     ax.set_xlim(0, 100)
