@@ -321,3 +321,28 @@ def test_the_readme_quotes_the_quick_schedule_and_its_recorded_time():
     assert m and int(m[1].replace(",", "")) == QUICK_TRAIN.iters
     walls = [r["wall_s"] for r in results.load("quick")["source_only"] if r["iters"] == QUICK_TRAIN.iters]
     assert walls and f"{min(walls) / 60:.1f}" == m[2]
+
+
+def test_findings_state_what_the_records_say(tmp_path):
+    def rec(method, seed, miou):
+        return {"method": method, "preset": "quick", "seed": seed, "iters": 200, "miou": miou, "per_class_iou": {}}
+
+    folder = tmp_path / "quick"
+    folder.mkdir()
+    runs = {
+        "source_only": [20.0, 22.0],
+        "source_only_adabn": [30.0, 31.0],
+        "advent": [26.0, 29.0],  # +6, +7 over source-only; -4, -2 against AdaBN alone
+        "advent_frozen_bn": [19.0, 21.0],  # -1, -1: the loss alone does not add
+    }
+    for method, values in runs.items():
+        (folder / f"{method}.json").write_text(json.dumps([rec(method, i, v) for i, v in enumerate(values)]))
+    text = results.findings("quick", ["advent", "minent"], root=tmp_path)
+    advent, minent = text.splitlines()
+    assert "gains +6.5 (seeds +6.0, +7.0) mIoU over source-only, beyond the seed-to-seed spread (2.1)" in advent
+    assert (
+        "it ends 3.0 less than AdaBN alone (the source-only model with target BatchNorm statistics, no training), "
+        "beyond the seed-to-seed spread (2.1)"
+    ) in advent
+    assert "changes mIoU by -1.0 (seeds -1.0, -1.0): the loss alone does not add to source-only" in advent
+    assert minent == "* **minent**: not measured yet (`udalib reproduce --preset quick --methods minent`)."

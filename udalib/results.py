@@ -534,9 +534,10 @@ def paired_gain(preset: str, method: str, baseline: str = "source_only", root: s
 
 
 def _verdict(g: dict) -> str:
+    """Whether a paired difference (either sign) is beyond the seed-to-seed spread of the two runs."""
     if g["seeds"] == 1:
         return "one seed, no spread to compare with"
-    return ("clears" if g["clears"] else "within") + f" the seed-to-seed spread ({g['spread']:.1f})"
+    return ("beyond" if abs(g["mean"]) > g["spread"] else "within") + f" the seed-to-seed spread ({g['spread']:.1f})"
 
 
 def _gain(g: dict) -> str:
@@ -557,7 +558,8 @@ def findings(preset: str, methods: Sequence[str], baseline: str = "source_only",
         if g is None:
             lines.append(f"* **{m}**: not measured yet (`udalib reproduce --preset {preset} --methods {m}`).")
             continue
-        text = f"* **{m}** gains {_gain(g)} mIoU over {baseline.replace('_', '-')}, {_verdict(g)}"
+        base_name = baseline.replace("_", "-")
+        text = f"* **{m}** gains {_gain(g)} mIoU over {base_name}, {_verdict(g)}"
         alone = paired_gain(preset, m, "source_only_adabn", root)
         if alone is not None and m != "source_only_adabn":
             than = "more" if alone["mean"] > 0 else "less"
@@ -567,12 +569,14 @@ def findings(preset: str, methods: Sequence[str], baseline: str = "source_only",
             )
         frozen = paired_gain(preset, f"{m}_frozen_bn", baseline, root) if f"{m}_frozen_bn" in CATALOGUE else None
         if frozen is not None:
-            kept = frozen["mean"] / g["mean"] if g["mean"] > 0 else float("nan")
-            share = f", {100 * kept:.0f}% of its gain" if math.isfinite(kept) else ""
-            text += f"; with BatchNorm frozen during adaptation it gains {_gain(frozen)}{share}: its loss alone"
+            text += "; with BatchNorm frozen during adaptation (its loss alone) it "
+            if frozen["mean"] > 0 and g["mean"] > 0:
+                text += f"gains {_gain(frozen)}, {100 * frozen['mean'] / g['mean']:.0f}% of its gain"
+            else:
+                text += f"changes mIoU by {_gain(frozen)}: the loss alone does not add to source-only"
         after = paired_gain(preset, f"{m}_adabn", baseline, root) if f"{m}_adabn" in CATALOGUE else None
         if after is not None:
-            text += f"; re-estimating BatchNorm on target after adaptation gives {_gain(after)}"
+            text += f"; re-estimating BatchNorm on target after adaptation gives {_gain(after)} over {base_name}"
         lines.append(text + ".")
     return "\n".join(lines)
 
