@@ -17,7 +17,7 @@ appearance      saturated palette, bright, high contrast      per-class colour c
                                                               darker, lower contrast, more colour variation
 texture         flat surfaces, sharp, noiseless               material patterns (asphalt, brick, foliage,
                                                               clouds), blur, sensor noise
-geometry        camera 2.2 m high, horizon high, scale 1      camera 1.4 m, horizon lower, objects 1.3× larger
+geometry        camera 2.2 m high, horizon high, scale 1      camera 1.1 m, horizon lower, objects 1.5× larger
 priors          many vehicles, few people                     many people, riders, bicycles and trees
 layout          wide roads, people on the kerb, cars on       narrow roads, people crossing, cars parked on the
                 the road, low buildings                       sidewalk, tall buildings, wide verges
@@ -285,7 +285,7 @@ def parse_shift(items: list[str]) -> Shift:
 def style_for(domain: str, shift: Shift = Shift()) -> DomainStyle:
     """The style of `domain`: the source's, or the target's as the source moved by each knob's strength.
 
-    Example: ``style_for("target", Shift.only("geometry")).camera_height == 1.4`` while its palette is the source's.
+    Example: ``style_for("target", Shift.only("geometry")).camera_height == 1.1`` while its palette is the source's.
     """
     if domain == "source":
         return SOURCE_STYLE
