@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from train_step import step_setup
+from train_step import step_setup, time_steps
 
 from udalib.data import synthcity
 from udalib.presets import resolve
@@ -43,23 +43,6 @@ METHODS = ["source_only", "adaptsegnet_multi", "minent", "advent", "globallocal"
 #: The targets the suite reports against (issue "full scale"): speed-up of bf16 + channels_last over fp32 eager,
 #: model FLOP utilisation, ADVENT's 120k iterations on one GPU, peak memory of every method's step.
 GOALS = {"bf16_cl_speedup": 3.0, "mfu": 0.35, "advent_120k_hours": 2.5, "peak_mem_gib": 16.0}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(step, device: torch.device, iters: int, warmup: int) -> float:
-    """Seconds per call of `step` after `warmup` calls (compilation happens there)."""
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    return (time.perf_counter() - t0) / iters
 
 
 def step_flops(step) -> int:

@@ -83,19 +83,24 @@ def step_setup(
     return step, {"source_size": list(src_size), "target_size": list(tgt_size), "batch": "1+1"}
 
 
-def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: int, warmup: int) -> dict:
-    step, sizes = step_setup(method, mode, device=device, scale=scale)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+def time_steps(step: Callable[[], None], device: torch.device, iters: int, warmup: int) -> float:
+    """Seconds per call of `step` after `warmup` untimed calls (compilation happens there), device synchronised."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         step()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for _ in range(iters):
         step()
     sync()
-    dt = (time.perf_counter() - t0) / iters
+    return (time.perf_counter() - t0) / iters
+
+
+def bench(method: str, mode: str, *, device: torch.device, scale: float, iters: int, warmup: int) -> dict:
+    step, sizes = step_setup(method, mode, device=device, scale=scale)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    dt = time_steps(step, device, iters, warmup)
     rec = {"method": method, "mode": mode, "it_per_s": round(1 / dt, 3), "s_per_it": round(dt, 4), **sizes}
     rec["iters"] = iters
     if device.type == "cuda":

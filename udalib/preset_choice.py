@@ -53,8 +53,7 @@ class Choice:
     reason: str
 
 
-def _missing(dataset: str, data_root: str | None, target_root: str | None, cuda: bool) -> list[str]:
-    roots = configured_roots()
+def _missing(dataset: str, data_root: str | None, target_root: str | None, cuda: bool, roots: dict) -> list[str]:
     missing = [] if cuda else ["a CUDA device (torch.cuda.is_available() is False here)"]
     if dataset != "synthcity":
         if not (data_root or roots.get(dataset)):
@@ -92,7 +91,8 @@ def choose(
     # paper asked for, real data asked for (a dataset or a root), or auto: the paper preset if it can run here
     asked = "preset paper" if preset == "paper" else dataset if dataset else "a data root" if data_root else None
     dataset = dataset or "gta5"
-    missing = _missing(dataset, data_root, target_root, cuda)
+    roots = configured_roots()  # read once: the environment and the datasets file
+    missing = _missing(dataset, data_root, target_root, cuda, roots)
     if asked is None and missing:
         why = "no CUDA device here" if not cuda else f"{dataset} or Cityscapes not configured ({ENV[dataset]}, ...)"
         return Choice("quick", "synthcity", None, None, why)
@@ -101,7 +101,6 @@ def choose(
     reason = f"{asked} asked for" if asked else f"CUDA device and {dataset} + Cityscapes configured"
     if dataset == "synthcity":  # the paper preset on SynthCity at the paper's resolution: a GPU check without data
         return Choice("paper", dataset, data_root, target_root, reason)
-    roots = configured_roots()
     return Choice("paper", dataset, data_root or roots[dataset], target_root or roots["cityscapes"], reason)
 
 

@@ -203,15 +203,14 @@ TABLE: dict[str, dict[str, Row]] = {
 
 
 def _clustering_setting(cl: float, orth: float, sp: float, target: float, vgg: bool, iw: float = 0.2) -> dict:
+    train = dict(head_lr_mult=1.0) if vgg else {}
     return {
         "ortho_cluster": Row(
-            train=dict(head_lr_mult=1.0) if vgg else {},
+            train=train,
             method=dict(lambda_cluster=cl, lambda_ortho=orth, lambda_sparse=sp, lambda_target=target, iw_ratio=iw),
         ),
-        "maxsquare": Row(train=dict(head_lr_mult=1.0) if vgg else {}, method=dict(lambda_target=target)),
-        "maxsquare_iw": Row(
-            train=dict(head_lr_mult=1.0) if vgg else {}, method=dict(lambda_target=target, iw_ratio=iw)
-        ),
+        "maxsquare": Row(train=train, method=dict(lambda_target=target)),
+        "maxsquare_iw": Row(train=train, method=dict(lambda_target=target, iw_ratio=iw)),
     }
 
 

@@ -143,8 +143,9 @@ def build_domains(cfg: RunConfig) -> Domains:
     target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
     # with pseudo_label_dir set, target-train labels are the pseudo-labels (self-training, BAFFT's step 2)
     target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
-    targets = ImageFiles([s.image for s in target_train.samples])
-    fda = FourierStyle(targets, d.source_fda_beta) if d.source_fda_beta > 0 else None
+    fda = None
+    if d.source_fda_beta > 0:  # source images borrow target-train low frequencies
+        fda = FourierStyle(ImageFiles([s.image for s in target_train.samples]), d.source_fda_beta)
     src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug, fda=fda)
     src_plain = train_transform(size=d.source_size, normalization=norm)
 

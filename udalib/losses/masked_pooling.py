@@ -45,6 +45,7 @@ def correct_labels(labels: Tensor, predictions: Tensor) -> Tensor:
 
 def classifier_agrees(classifier: nn.Module, vectors: Tensor, classes: Tensor) -> Tensor:
     """(N,) bool: the segmentation head applied to each pooled (N, D) vector (as a 1×1 feature map) predicts its
-    class (N,). The head sees the vectors detached: the filter decides, it does not train."""
-    logits = classifier(vectors.detach()[:, :, None, None])  # (N, K, 1, 1)
+    class (N,). The head sees the vectors detached, in its own dtype: the filter decides, it does not train."""
+    dtype = next(classifier.parameters()).dtype
+    logits = classifier(vectors.detach().to(dtype)[:, :, None, None])  # (N, K, 1, 1)
     return logits[:, :, 0, 0].argmax(dim=1) == classes

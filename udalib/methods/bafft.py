@@ -23,11 +23,12 @@ from torch import Tensor
 
 from ..inference import upsample
 from ..losses.aim import AlignComplexity, self_weighted
-from ..losses.contrastive import downsample_labels
+from ..losses.contrastive import downsample_labels, flatten_pixels
 from ..losses.feature_banks import FeatureBank
 from ..losses.instances import instance_masks
 from ..losses.isia import isia_terms, stuff_thing_separation
 from ..losses.masked_pooling import class_masks, classifier_agrees, correct_labels, masked_average_pool
+from ..losses.prototypes import class_prototypes
 from ..losses.segmentation import seg_ce
 from .adaptsegnet import AdaptSegNet, AdaptSegNetConfig
 from .base import Backward, Batch, Variant
@@ -113,7 +114,7 @@ class BAFFT(AdaptSegNet):
             (*self._instance_pools(feats, right)[:2], self.thing_bank),
         ):
             if ids.numel():
-                keep = classifier_agrees(head, pools.to(next(head.parameters()).dtype), ids)
+                keep = classifier_agrees(head, pools, ids)
                 bank.push(self.bank_row[ids[keep]], pools[keep])
 
     def _bank_terms(self, model, out_t) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -127,7 +128,7 @@ class BAFFT(AdaptSegNet):
         rows = self.bank_row[ids]
         keep = self.stuff_bank.ready()[rows]
         if keep.any():
-            keep &= classifier_agrees(model.main_head, pools.detach().to(next(model.main_head.parameters()).dtype), ids)
+            keep &= classifier_agrees(model.main_head, pools, ids)
         d = self.stuff_bank.nearest_distance(pools[keep], rows[keep]) if keep.any() else zero[None][:0]
         l_cls = (self_weighted(d) if self.cfg.aim == "self_weighted" else d).sum() / b if d.numel() else zero
         # things: every predicted instance of a ready class, the mean per (image, class), weighted by η_k
@@ -165,13 +166,13 @@ class BAFFT(AdaptSegNet):
             stuff, _ = self._stuff_pools(feats_t, pred_t)
             things, ids, _ = self._instance_pools(feats_t, pred_t)
             return stuff_thing_separation(stuff, things, ids, scale=500 / 2048)
-        k = self.num_classes
         right = correct_labels(downsample_labels(source.label, size), out_s.logits.argmax(dim=1))
-        masks_s, masks_t = class_masks(right, range(k)), class_masks(pred_t, range(k))
-        rep_s = torch.einsum("bdhw,bkhw->kd", out_s.features.detach().float(), masks_s)
-        rep_s = rep_s / masks_s.sum(dim=(0, 2, 3)).clamp(min=1e-12)[:, None]  # source: anchors, no gradient
-        rep_t = torch.einsum("bdhw,bkhw->kd", feats_t, masks_t) / masks_t.sum(dim=(0, 2, 3)).clamp(min=1e-12)[:, None]
-        agg, sep = isia_terms(rep_s, rep_t, masks_s.sum(dim=(0, 2, 3)) > 0, masks_t.sum(dim=(0, 2, 3)) > 0)
+        # class means over the batch; the source ones are anchors (no gradient)
+        rep_s, seen_s = class_prototypes(
+            flatten_pixels(out_s.features.detach().float()), right.reshape(-1), self.num_classes
+        )
+        rep_t, seen_t = class_prototypes(flatten_pixels(feats_t), pred_t.reshape(-1), self.num_classes)
+        agg, sep = isia_terms(rep_s, rep_t, seen_s, seen_t)
         return agg + self.cfg.isia_beta * sep
 
     def training_step(self, model, source: Batch, target: Batch, step: int, backward: Backward) -> dict[str, Tensor]:
