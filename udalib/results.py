@@ -237,7 +237,7 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
             of=m,
             overrides={"train": {"bn_mode": "frozen"}},
         )
-        for m in ("adaptsegnet_multi", "minent", "advent", "globallocal", "sdca", "ortho_cluster")
+        for m in ("adaptsegnet_multi", "minent", "advent", "globallocal", "sdca", "bafft", "ortho_cluster")
     ),
     ResultEntry(
         "globallocal_all_pixels",
@@ -276,7 +276,7 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
             of=m,
             how="adabn",
         )
-        for m in ("adaptsegnet_multi", "advent", "ortho_cluster")
+        for m in ("adaptsegnet_multi", "advent", "bafft", "ortho_cluster")
     ),
     *(
         ResultEntry(
