@@ -93,7 +93,13 @@ def test_ablations_change_only_what_they_name(tiny_cache):
     assert {e.name for e in ablations} >= {"advent_frozen_bn", "globallocal_all_pixels"}
     for e in ablations:
         ablated, plain = rep.measured_config(e.name, "quick", 1), rep.measured_config(e.of, "quick", 1)
-        assert ablated.method == e.of and ablated.data == plain.data
+        assert ablated.method == e.of
+        if "data" in e.overrides:  # another SynthCity pair: its own generated folder
+            assert ablated.data.synthcity_shift == e.overrides["data"]["synthcity_shift"]
+            roots = dict(source_root=plain.data.source_root, target_root=plain.data.target_root)
+            assert dataclasses.replace(ablated.data, synthcity_shift=plain.data.synthcity_shift, **roots) == plain.data
+        else:
+            assert ablated.data == plain.data
         assert Path(ablated.out_dir).name.startswith(f"{e.name}-") and ablated.out_dir != plain.out_dir
         assert ablated.train == dataclasses.replace(plain.train, **e.overrides.get("train", {}))
         assert ablated.method_cfg == dataclasses.replace(plain.method_cfg, **e.overrides.get("method", {}))
@@ -125,3 +131,19 @@ def test_a_shift_record_holds_source_only_adabn_and_the_pairs_oracle(tiny_measur
     expected = (ad - so) / (orc - so) if orc - so >= results.MIN_GAP else None  # no share of a gap of almost nothing
     assert row["recovered"] == (None if expected is None else pytest.approx(expected))
     assert "geometry alone" in results.anatomy_table([row])
+
+
+def test_a_method_on_one_knobs_pair_starts_from_the_default_pairs_source_stage():
+    for name, stage in (("advent_on_texture", "source_only"), ("sdca_on_geometry", "sdca_source")):
+        on_knob = rep.measured_config(name, "quick", 0)
+        default = rep.measured_config(CATALOGUE[name].of, "quick", 0)
+        assert on_knob.data.synthcity_shift != default.data.synthcity_shift
+        assert on_knob.out_dir != default.out_dir
+        assert stages.stage_config(on_knob, stage).out_dir == stages.stage_config(default, stage).out_dir
+    # a stage that learns from the target (its labels, or its batches) belongs to its own pair
+    on_knob = rep.measured_config("advent_on_texture", "quick", 0)
+    for stage in ("oracle", "minent"):
+        assert stages.stage_config(on_knob, stage).data.synthcity_shift == on_knob.data.synthcity_shift
+    assert results.MATRIX_KNOBS == ("appearance", "texture", "geometry", "layout")
+    for m in results.MATRIX_METHODS:
+        assert CATALOGUE[f"{m}_on_layout"].overrides == {"data": {"synthcity_shift": (0.0, 0.0, 0.0, 0.0, 1.0)}}

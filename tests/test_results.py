@@ -150,6 +150,11 @@ ORDER = [
     "advent_adabn",
     "bafft_adabn",
     "ortho_cluster_adabn",
+    *(
+        f"{m}_on_{k}"
+        for m in ("adaptsegnet_multi", "advent", "sdca", "bafft_step1", "ortho_cluster")
+        for k in ("appearance", "texture", "geometry", "layout")
+    ),
     "shift_appearance",
     "shift_texture",
     "shift_geometry",
@@ -207,6 +212,11 @@ def test_ablations_and_evaluated_records_refer_to_trained_results():
         "ortho_cluster_clustering_only": ("ortho_cluster", {"method": {"lambda_ortho": 0.0, "lambda_sparse": 0.0}}),
         "ortho_cluster_no_sparsity": ("ortho_cluster", {"method": {"lambda_sparse": 0.0}}),
         "globallocal_all_pixels": ("globallocal", {"method": {"local_pixels": None}}),
+        **{
+            f"{m}_on_{k}": (m, {"data": {"synthcity_shift": tuple(float(k == knob) for knob in SHIFT_KNOBS)}})
+            for m in results.MATRIX_METHODS
+            for k in results.MATRIX_KNOBS
+        },
     }
     assert {n: (e.how, e.of) for n, e in results.CATALOGUE.items() if e.kind == "evaluated"} == {
         "source_only_adabn": ("adabn", "source_only"),
@@ -250,6 +260,7 @@ def test_catalogue_names_filter_by_kind_and_chapter():
         "globallocal_all_pixels",
         "ortho_cluster_clustering_only",
         "ortho_cluster_no_sparsity",
+        *(n for n in ORDER if "_on_" in n),
     ]
     assert results.catalogue_names(chapter="advent") == ["minent", "advent", "advent_minent_ensemble"]
     assert results.catalogue_names(kind="evaluated", chapter="results") == [
@@ -279,6 +290,7 @@ V2_ORDER = [
     if not n.startswith("shift_")
     and not n.startswith(("maxsquare", "ortho_cluster", "bafft"))
     and n not in ("globallocal_frozen_bn", "sdca_frozen_bn")
+    and "_on_" not in n
 ]
 #: The tables the chapters printed when the tables moved from ``udalib.viz`` to ``udalib.results``, and the whole
 #: catalogue's.

@@ -72,6 +72,12 @@ def _catalogue(*entries: ResultEntry) -> dict[str, ResultEntry]:
     return {e.name: e for e in entries}
 
 
+#: One method of each of the five systems, run on the pair of each knob alone (one seed): which method closes which
+#: kind of shift (the comparison chapter's matrix, :func:`knob_matrix`).
+MATRIX_METHODS = ("adaptsegnet_multi", "advent", "sdca", "bafft_step1", "ortho_cluster")
+#: Class priors alone open no gap at quick scale (``shift_priors``: under :data:`MIN_GAP`), so no method runs on them.
+MATRIX_KNOBS = tuple(k for k in SHIFT_KNOBS if k != "priors")
+
 #: Every result name, in the order runs are made: baselines first (source-only, the oracle, the AdaBN control),
 #: then each chapter's methods, then the ablations, then AdaBN applied after adaptation. Published numbers: specs
 #: adaptsegnet_advent_globallocal.md §8, sdca.md §9. With ``bn_mode="frozen"`` the BatchNorm layers stay in eval
@@ -277,6 +283,19 @@ CATALOGUE: dict[str, ResultEntry] = _catalogue(
             how="adabn",
         )
         for m in ("adaptsegnet_multi", "advent", "bafft", "ortho_cluster")
+    ),
+    *(
+        ResultEntry(
+            f"{m}_on_{knob}",
+            "ablation",
+            "results",
+            f"{m} adapting to the SynthCity pair that differs in {knob} alone (from the default source-only model)",
+            compared=False,
+            of=m,
+            overrides={"data": {"synthcity_shift": synthcity.Shift.only(knob).as_tuple()}},
+        )
+        for m in MATRIX_METHODS
+        for knob in MATRIX_KNOBS
     ),
     *(
         ResultEntry(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .config import STAGE_PREFIX, RunConfig, cache_key, cache_root, resolve_device
+from .config import STAGE_PREFIX, DataConfig, RunConfig, cache_key, cache_root, resolve_device
+from .data import synthcity
 from .data.domains import build_domains, target_label_size
 from .data.labels import get_protocol
+from .methods import get as get_method
 from .models.trained import load_trained
 from .presets import resolve
 from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
@@ -21,20 +23,39 @@ from .train import TrainResult, train
 
 
 def stage_config(cfg: RunConfig, method: str) -> RunConfig:
-    """The config of the stage `method` that `cfg` starts from: same preset, data roots, backbone, seed, device."""
+    """The config of the stage `method` that `cfg` starts from: same preset, data roots, backbone, seed, device.
+
+    A stage that learns from source images alone (no target batch, source labels) does not depend on a generated
+    SynthCity pair's target shift (the source half of every pair is the same images), so it is the default pair's
+    stage: a method adapting to the pair of one knob starts from the same cached source-only model as on the default
+    pair.
+    """
+    stage = _stage(cfg, method, cfg.data.synthcity_shift, cfg.data.source_root, cfg.data.target_root)
+    default = DataConfig().synthcity_shift
+    generated = cfg.data.source == "synthcity" and cfg.data.source_root == str(synthcity.cache_dir(cfg.data))
+    if generated and cfg.data.synthcity_shift != default and not _reads_target(stage):
+        stage = _stage(cfg, method, default, None, None)
+    return cached_run(stage, method)
+
+
+def _stage(cfg: RunConfig, method: str, shift: tuple, source_root: str | None, target_root: str | None) -> RunConfig:
     t = cfg.train
-    stage = resolve(
+    return resolve(
         method,
         cfg.preset,
         dataset=cfg.data.source,
-        data_root=cfg.data.source_root,
-        target_root=cfg.data.target_root,
-        data_overrides={"synthcity_shift": cfg.data.synthcity_shift},
+        data_root=source_root,
+        target_root=target_root,
+        data_overrides={"synthcity_shift": shift},
         backbone=t.backbone,
         seed=t.seed,
         device=t.device,
     )
-    return cached_run(stage, method)
+
+
+def _reads_target(stage: RunConfig) -> bool:
+    """Whether `stage` sees the target domain while it trains (target batches or target labels)."""
+    return get_method(stage.method).cls.uses_target or stage.data.labelled != "source"
 
 
 def cached_run(cfg: RunConfig, name: str) -> RunConfig:
