@@ -362,3 +362,67 @@ def test_findings_state_what_the_records_say(tmp_path):
     ) in advent
     assert "changes mIoU by -1.0 (seeds -1.0, -1.0): the loss alone does not add to source-only" in advent
     assert minent == "* **minent**: not measured yet (`udalib reproduce --preset quick --methods minent`)."
+
+
+def _write(folder: Path, runs: dict[str, list[dict]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for method, recs in runs.items():
+        (folder / f"{method}.json").write_text(json.dumps([{"method": method, **r} for r in recs]))
+
+
+def _rec(seed: int, miou: float, **extra) -> dict:
+    return {"preset": "quick", "seed": seed, "iters": 200, "miou": miou, "wall_s": 60.0 * (seed + 1), **extra}
+
+
+def test_the_comparison_table_pairs_by_seed_against_source_only_and_adabn_alone(tmp_path):
+    _write(
+        tmp_path / "quick",
+        {
+            "source_only": [_rec(0, 20.0), _rec(1, 22.0)],
+            "oracle": [_rec(0, 60.0), _rec(1, 62.0)],
+            "source_only_adabn": [_rec(0, 30.0), _rec(1, 31.0)],
+            "advent": [_rec(0, 26.0), _rec(1, 29.0)],  # +6, +7 over source-only; -4, -2 over AdaBN alone
+        },
+    )
+    table = results.comparison_markdown("quick", ["source_only_adabn", "advent", "minent"], tmp_path)
+    header, rule, adabn, advent, minent = table.splitlines()
+    assert header.count("|") == rule.count("|") == 10
+    # spread: the larger std of the two runs (advent: 2.1); 6.5 clears it, -3.0 clears the AdaBN spread (2.1) too
+    assert advent == "| `advent` | 27.5 ± 2.1 | 2 | **+6.5 ± 0.7** | **-3.0 ± 1.4** | 16% | 43.8 | 25% | 1.5 |"
+    assert adabn.startswith("| `source_only_adabn` | 30.5 ± 0.7 | 2 | **+9.5 ± 0.7** |  | 24% |")
+    assert minent == "| `minent` | not measured | 0 |  |  |  | 42.3 | 20% |  |"
+
+
+def test_per_class_means_average_over_seeds(tmp_path):
+    iou = lambda road, sky: {"per_class_iou": {"road": road, "sky": sky}}  # noqa: E731
+    _write(tmp_path / "quick", {"advent": [_rec(0, 1, **iou(80, 40)), _rec(1, 1, **iou(90, 50))]})
+    assert results.per_class_means("quick", ["minent", "advent"], tmp_path) == (
+        ["advent"],
+        ["road", "sky"],
+        [[85.0, 45.0]],
+    )
+    assert results.per_class_means("quick", ["minent"], tmp_path) == ([], [], [])
+
+
+def test_the_knob_matrix_scores_each_method_against_its_pairs_source_only(tmp_path):
+    shift = lambda so, adabn, oracle: _rec(0, so, adabn={"miou": adabn}, oracle={"miou": oracle})  # noqa: E731
+    _write(
+        tmp_path / "quick",
+        {
+            "shift_appearance": [shift(20.0, 35.0, 50.0)],
+            "shift_texture": [shift(40.0, 41.0, 45.0)],
+            "advent_on_appearance": [_rec(0, 26.0)],
+            "advent_on_texture": [_rec(0, 43.0), _rec(1, 99.0)],  # seed 1 has no pair record: not paired
+        },
+    )
+    m = results.knob_matrix("quick", tmp_path)
+    assert m["knobs"] == ["appearance", "texture"]  # geometry and layout have no shift record
+    assert m["gap"] == {"appearance": 30.0, "texture": 5.0}
+    assert m["gains"]["AdaBN alone"] == {"appearance": 15.0, "texture": 1.0}
+    assert m["gains"]["advent"] == {"appearance": 6.0, "texture": 3.0}
+    assert m["gains"]["sdca"] == {"appearance": None, "texture": None}
+    table = results.knob_matrix_markdown(m).splitlines()
+    assert table[2] == "| gap (oracle − source-only) | 30.0 | 5.0 |"
+    assert table[3] == "| AdaBN alone | +15.0 (50%) | +1.0 (20%) |"
+    assert "| `advent` | +6.0 (20%) | +3.0 (60%) |" in table
+    assert "| `sdca` | not run | not run |" in table

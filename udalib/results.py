@@ -689,9 +689,102 @@ def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
                 "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
                 "paper": paper,
                 "paper_note": note,
+                "vs_adabn": None if r is None else paired_gain(preset, m, "source_only_adabn", root),
+                "wall_s": None if r is None else r["wall_s"],
             }
         )
     return rows
+
+
+def _signed(g: dict | None) -> str:
+    """A paired difference for a Markdown table: mean ± std, bold where it is beyond the seed-to-seed spread."""
+    if g is None:
+        return ""
+    text = f"{g['mean']:+.1f}" + ("" if math.isnan(g["std"]) else f" ± {g['std']:.1f}")
+    return f"**{text}**" if g["seeds"] > 1 and abs(g["mean"]) > g["spread"] else text
+
+
+def comparison_markdown(preset: str, methods: Sequence[str], root=None) -> str:
+    """The comparison chapter's table as Markdown, one row per method of :func:`results_rows`: our mIoU (mean ±
+    std over seeds), the gains paired by seed over source-only and over AdaBN alone (bold where beyond the
+    seed-to-seed spread of the two runs), the share of the source-only → oracle gap recovered, the published number
+    and its share of the published gap, and the mean wall time of one run (its own training or evaluation only:
+    cached stages it starts from are not counted)."""
+    rows = results_rows(preset, methods, root)
+    lines = [
+        f"| method | ours ({preset}) | seeds | over source-only | over AdaBN alone | gap closed | published "
+        "| gap closed | minutes per run |",
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if r["ours"] is None:
+            ours = "not measured"
+        else:
+            ours = f"{r['ours']:.1f}" + ("" if r["std"] is None or math.isnan(r["std"]) else f" ± {r['std']:.1f}")
+        share = lambda x: "" if x is None else f"{100 * x:.0f}%"  # noqa: E731
+        vs_adabn = "" if r["method"] == "source_only_adabn" else _signed(r["vs_adabn"])
+        cells = [
+            f"`{r['method']}`",
+            ours,
+            str(r["seeds"]),
+            _signed(r["gain"]),
+            vs_adabn,
+            share(r["gap"]),
+            "—" if r["paper"] is None else f"{r['paper']:.1f}",
+            share(r["paper_gap"]),
+            "" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_class_means(preset: str, methods: Sequence[str], root=None) -> tuple[list[str], list[str], list[list[float]]]:
+    """(measured methods in the given order, classes, mean IoU per method and class over seeds) for a heatmap."""
+    data = load(preset, root)
+    names = [m for m in methods if data.get(m)]
+    if not names:
+        return [], [], []
+    classes = list(data[names[0]][0]["per_class_iou"])
+    table = [[sum(r["per_class_iou"][c] for r in data[m]) / len(data[m]) for c in classes] for m in names]
+    return names, classes, table
+
+
+def knob_matrix(preset: str = "quick", root=None) -> dict:
+    """Which method closes which kind of shift: on the pair of each knob alone (``shift_<knob>``, one seed), the
+    gap (oracle − source-only), what AdaBN alone gains, and what each method of :data:`MATRIX_METHODS` gains
+    (records ``<method>_on_<knob>``), all over the same source-only model scored on that pair, paired by seed.
+
+    Returns {"knobs": [...], "gap": {knob: mIoU}, "gains": {row: {knob: mIoU or None}}} with the rows "AdaBN alone"
+    and each method; a knob without a ``shift_<knob>`` record is left out, a method not run on a knob is None.
+    """
+    data = load(preset, root)
+    shifts = {k: {r["seed"]: r for r in data.get(f"shift_{k}", [])} for k in MATRIX_KNOBS}
+    knobs = [k for k in MATRIX_KNOBS if shifts[k]]
+    mean = lambda values: _mean_std(values)[0] if values else None  # noqa: E731
+    gap = {k: mean([r["oracle"]["miou"] - r["miou"] for r in shifts[k].values()]) for k in knobs}
+    gains: dict[str, dict[str, float | None]] = {
+        "AdaBN alone": {k: mean([r["adabn"]["miou"] - r["miou"] for r in shifts[k].values()]) for k in knobs}
+    }
+    for m in MATRIX_METHODS:
+        gains[m] = {}
+        for k in knobs:
+            runs = data.get(f"{m}_on_{k}", [])
+            gains[m][k] = mean([r["miou"] - shifts[k][r["seed"]]["miou"] for r in runs if r["seed"] in shifts[k]])
+    return {"knobs": knobs, "gap": gap, "gains": gains}
+
+
+def knob_matrix_markdown(matrix: dict) -> str:
+    """:func:`knob_matrix` as a Markdown table: gain over source-only per knob, with the share of that knob's gap."""
+    knobs = matrix["knobs"]
+    lines = ["| | " + " | ".join(knobs) + " |", "|:--|" + "--:|" * len(knobs)]
+    lines.append("| gap (oracle − source-only) | " + " | ".join(f"{matrix['gap'][k]:.1f}" for k in knobs) + " |")
+    for row, gains in matrix["gains"].items():
+        cells = [
+            "not run" if gains[k] is None else f"{gains[k]:+.1f} ({100 * gains[k] / matrix['gap'][k]:.0f}%)"
+            for k in knobs
+        ]
+        lines.append(f"| {row if row == 'AdaBN alone' else f'`{row}`'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def gain_table(preset: str, pairs: Sequence[tuple[str, str]], root=None) -> str:

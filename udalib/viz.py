@@ -540,15 +540,72 @@ def plot_pseudo_labels(
     return fig
 
 
+def plot_class_heatmap(names: Sequence[str], classes: Sequence[str], table: Sequence[Sequence[float]]) -> Figure:
+    """Per-class IoU (rows: `names`, columns: `classes`, values in percent) as a heatmap with the values written in
+    (:func:`udalib.results.per_class_means` gives the three arguments)."""
+    values = np.asarray(table, dtype=float)
+    fig = _figure(11, 0.45 * len(names) + 1.8)
+    ax = fig.subplots()
+    im = ax.imshow(values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="white" if v < 50 else "black")
+    fig.colorbar(im, ax=ax, label="IoU (%)")
+    return fig
+
+
+def plot_ours_vs_published(rows: Sequence[Mapping[str, Any]], preset: str) -> Figure:
+    """Our mean mIoU (error bar: std over seeds) beside the published GTA5→Cityscapes number, per method (rows of
+    :func:`udalib.results.results_rows` that are measured)."""
+    fig = _figure(9, 3.4)
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    std = [r["std"] if r["std"] is not None and np.isfinite(r["std"]) else 0.0 for r in rows]
+    ax.bar(x - 0.2, [r["ours"] for r in rows], 0.4, yerr=std, label=f"ours ({preset})")
+    ax.bar(x + 0.2, [np.nan if r["paper"] is None else r["paper"] for r in rows], 0.4, label="published")
+    ax.set_xticks(x, [r["method"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("mIoU (%)")
+    ax.legend()
+    return fig
+
+
+def plot_knob_matrix(matrix: Mapping[str, Any]) -> Figure:
+    """Which method closes which kind of shift: each row's gain over source-only on each knob's pair as a share of
+    that pair's gap (colour) with the gain in mIoU written in (:func:`udalib.results.knob_matrix`)."""
+    knobs, rows = matrix["knobs"], list(matrix["gains"])
+    share = np.array(
+        [
+            [np.nan if matrix["gains"][r][k] is None else matrix["gains"][r][k] / matrix["gap"][k] for k in knobs]
+            for r in rows
+        ]
+    )
+    fig = _figure(1.6 * len(knobs) + 3, 0.5 * len(rows) + 1.4)
+    ax = fig.subplots()
+    im = ax.imshow(100 * share, vmin=-100, vmax=100, cmap="RdBu", aspect="auto")
+    ax.set_xticks(range(len(knobs)), [f"{k}\n(gap {matrix['gap'][k]:.1f})" for k in knobs], fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i, row in enumerate(rows):
+        for j, knob in enumerate(knobs):
+            gain = matrix["gains"][row][knob]
+            ax.text(j, i, "not run" if gain is None else f"{gain:+.1f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax, label="% of the knob's gap closed")
+    ax.set_title("gain over source-only on the pair of each knob alone")
+    return fig
+
+
 __all__ = [
     "class_legend",
     "overlay",
+    "plot_class_heatmap",
     "plot_class_frequencies",
     "plot_class_values",
     "plot_confusion",
     "plot_discriminator_outputs",
     "plot_entropy_maps",
     "plot_iou_bars",
+    "plot_knob_matrix",
+    "plot_ours_vs_published",
     "plot_maps",
     "plot_predictions",
     "plot_pseudo_labels",
