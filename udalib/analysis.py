@@ -241,6 +241,66 @@ def class_mean_entropy(ent: np.ndarray, labels: np.ndarray, num_classes: int) ->
         return s / n
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The output-space discriminators (AdaptSegNet, AdvEnt, global-local)
+
+
+@torch.no_grad()
+def discriminator_maps(
+    model: nn.Module,
+    nets: Mapping[str, nn.Module],
+    images: Tensor,
+    map_fn,
+    device: torch.device | str = "cpu",
+) -> dict[str, np.ndarray]:
+    """Where each output level's discriminator believes it sees the target: ``{level: (B, H, W)}`` of
+    sigmoid(D_l(M(P^l))) at the input size (a patch discriminator's coarse map upsampled, nearest).
+
+    `nets`: the trained discriminators by level (``method.disc.nets``, ``method.local.nets``); `map_fn`: the map
+    they were trained on (``method.discriminator_input``: the softmax or the self-information). The seeds' labels:
+    source = 0, target = 1. Example::
+
+        maps = discriminator_maps(model, result.method.disc.nets, ex.images, result.method.discriminator_input)
+    """
+    from .methods.output_alignment import level_maps
+
+    model.eval()
+    size = tuple(images.shape[-2:])
+    maps = level_maps(model(images.to(device)), size, map_fn)
+    out = {}
+    for level, net in nets.items():
+        d = torch.sigmoid(net.eval()(maps[level]).float())  # (B, 1, h, w), h = H / 32 for a patch D
+        out[level] = torch.nn.functional.interpolate(d, size=size, mode="nearest")[:, 0].cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SDCA's temperature
+
+
+def temperature_sweep(
+    sample: PixelSample, mean: Tensor, var: Tensor, taus: Iterable[float], num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """SDCA's contrastive bound (shipped normalisation) of `sample`'s labelled pixels against class Gaussians
+    (`mean`, `var`: (K, A)) at each temperature: the loss (T,) and its mean over each class's pixels (T, K),
+    NaN for a class without pixels. As tau grows every bound logit tends to 0 and the loss to log K."""
+    from .losses.contrastive import contrastive_bound
+
+    features = torch.from_numpy(np.asarray(sample.features, dtype=np.float64))
+    labels = torch.from_numpy(np.asarray(sample.labels, dtype=np.int64))
+    labels = torch.where(labels < num_classes, labels, IGNORE_INDEX)
+    present = [c for c in range(num_classes) if (labels == c).any()]
+    losses, per_class = [], []
+    for tau in taus:
+        losses.append(contrastive_bound(features, labels, mean, var, tau=tau).item())
+        row = np.full(num_classes, np.nan)
+        for c in present:  # the same bound with every other class's pixels left out
+            only = torch.where(labels == c, labels, IGNORE_INDEX)
+            row[c] = contrastive_bound(features, only, mean, var, tau=tau).item()
+        per_class.append(row)
+    return np.array(losses), np.stack(per_class)
+
+
 __all__ = [
     "PixelSample",
     "as_numpy_label",
@@ -249,8 +309,10 @@ __all__ = [
     "class_pixel_frequencies",
     "collect_pixels",
     "cosine_similarity_matrix",
+    "discriminator_maps",
     "entropy_maps",
     "predict",
+    "temperature_sweep",
     "top_row",
     "tsne_embed",
 ]

@@ -594,6 +594,67 @@ def plot_knob_matrix(matrix: Mapping[str, Any]) -> Figure:
     return fig
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Knobs of the losses, one frame per setting (for udalib.widgets.frame_slider)
+
+
+def plot_temperature(
+    taus: Sequence[float], losses: np.ndarray, per_class: np.ndarray, index: int, classes: Sequence[str]
+) -> Figure:
+    """SDCA's contrastive bound against the temperature (:func:`udalib.analysis.temperature_sweep`): the loss
+    over every tau with ``taus[index]`` marked and log K drawn, and the loss of each class's pixels at that tau."""
+    taus, losses, per_class = np.asarray(taus, dtype=float), np.asarray(losses), np.asarray(per_class)
+    log_k = float(np.log(per_class.shape[1]))
+    fig = _figure(10, 3.2)
+    left, right = fig.subplots(1, 2, width_ratios=(1, 1.6))
+    left.plot(taus, losses, marker=".", color="#1f77b4", label="loss")
+    left.axhline(log_k, color="grey", ls="--", lw=0.8, label="log K")
+    left.plot(taus[index], losses[index], "o", color="#d62728", ms=8)
+    left.set_xscale("log")
+    left.set_xlabel("temperature tau")
+    left.set_ylabel("contrastive bound")
+    left.legend(fontsize=8)
+    left.set_title(f"tau = {taus[index]:g}: loss - log K = {losses[index] - log_k:+.3f}", fontsize=9)
+    x = np.arange(len(classes))
+    right.bar(x, np.nan_to_num(per_class[index] - log_k), color="#1f77b4")
+    right.axhline(0, color="grey", lw=0.8)
+    low, high = np.nanmin(per_class - log_k), np.nanmax(per_class - log_k)
+    right.set_yscale("symlog", linthresh=1e-2)  # gaps of 1e-3 at a high tau and of 10 at a low one
+    right.set_ylim(min(low, 0) * 1.2 - 1e-3, max(high, 0) * 1.2 + 1e-3)  # one scale for every tau
+    right.set_xticks(x, classes, rotation=60, ha="right", fontsize=7)
+    right.set_ylabel("loss - log K")
+    right.set_title("per class (pixels of that class only)", fontsize=9)
+    return fig
+
+
+def plot_sparsity(prototypes: np.ndarray, rho: float, classes: Sequence[str], loss: float) -> Figure:
+    """What the sparsity term does to class prototypes (K, A) at one rho: each prototype divided by its peak
+    channel, the channels below rho pushed towards 0 and those above towards 1 (histogram), and per class the
+    share of channels pushed up. `loss`: L_sp at this rho (:func:`udalib.losses.sparsity.prototype_sparsity`)."""
+    p = np.nan_to_num(np.asarray(prototypes, dtype=float))
+    seen = p.max(1) > 0
+    scaled = p[seen] / p[seen].max(1, keepdims=True)
+    fig = _figure(10, 3.4)
+    left, right = fig.subplots(1, 2)
+    edges = np.linspace(0, 1, 41)
+    left.hist(scaled[scaled < rho], bins=edges, color="#1f77b4", label="pushed towards 0")
+    left.hist(scaled[scaled >= rho], bins=edges, color="#d62728", label="pushed towards 1")
+    left.axvline(rho, color="black", lw=1)
+    left.set_yscale("log")
+    left.set_xlabel("channel / class maximum")
+    left.set_ylabel("channels (all classes)")
+    left.legend(fontsize=8)
+    left.set_title(f"rho = {rho:g}: L_sp = {loss:.3f}", fontsize=9)
+    up = (scaled >= rho).mean(1)
+    names = [c for c, s in zip(classes, seen) if s]
+    right.barh(np.arange(len(names))[::-1], up, color="#d62728")
+    right.set_yticks(np.arange(len(names))[::-1], names, fontsize=7)
+    right.set_xlim(0, 1)
+    right.set_xlabel("share of channels pushed towards 1")
+    right.set_title(f"{up.mean():.0%} of a prototype's channels kept, on average", fontsize=9)
+    return fig
+
+
 __all__ = [
     "class_legend",
     "overlay",
@@ -612,6 +673,8 @@ __all__ = [
     "plot_rgb_histograms",
     "plot_row_histograms",
     "plot_similarity",
+    "plot_sparsity",
+    "plot_temperature",
     "plot_training_curves",
     "plot_tsne",
     "show_samples",
