@@ -125,3 +125,20 @@ def test_class_mean_distances_of_aligned_and_shifted_domains():
     assert same["same class"] == pytest.approx(0.0) and same["other classes"] == pytest.approx(1.0)
     swapped = class_mean_distances(PixelSample(feats, labels, labels), PixelSample(feats[::-1], labels, labels), 2)
     assert swapped["same class"] == pytest.approx(1.0)  # each class sits where the other one is in the source
+
+
+def test_alignment_report_prints_both_numbers_per_model():
+    from udalib.analysis import PixelSample, alignment_report, class_mean_distances, knn_domain_accuracy
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    src = PixelSample(rng.normal(size=(200, 8)) + 3 * labels[:, None], labels, labels)
+    tgt = PixelSample(rng.normal(size=(200, 8)) + 3 * labels[:, None] + 5, labels, labels)
+    pixels = {"mixed": {"source": src, "target": src}, "shifted": {"source": src, "target": tgt}}
+    report = alignment_report(pixels, num_classes=2, seed=0).splitlines()
+    assert len(report) == 2 and report[0].startswith("mixed ") and report[1].startswith("shifted ")
+    for line, p in zip(report, pixels.values()):
+        dist = class_mean_distances(p["source"], p["target"], 2)
+        assert f"kNN domain accuracy {knn_domain_accuracy(p, seed=0):.3f}" in line
+        assert f"same class {dist['same class']:.3f}, other classes {dist['other classes']:.3f}" in line
+    assert "same class -0.000" in report[0] or "same class 0.000" in report[0]  # identical domains

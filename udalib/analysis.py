@@ -219,6 +219,20 @@ def class_mean_distances(source: PixelSample, target: PixelSample, num_classes: 
     return {"same class": float(same.mean()), "other classes": float(other.mean())}
 
 
+def alignment_report(pixels: Mapping[str, Mapping[str, PixelSample]], num_classes: int, seed: int = 0) -> str:
+    """One line per model of `pixels` ({model: {"source": ..., "target": ...}}, as ``Chapter.pixels`` gives):
+    its kNN domain accuracy (:func:`knn_domain_accuracy`) and class-mean cosine distances
+    (:func:`class_mean_distances`), the two numbers the feature-space pictures are read with."""
+    lines = []
+    for name, p in pixels.items():
+        dist = class_mean_distances(p["source"], p["target"], num_classes)
+        lines.append(
+            f"{name:14} kNN domain accuracy {knn_domain_accuracy(p, seed=seed):.3f} | class-mean cosine distance: "
+            f"same class {dist['same class']:.3f}, other classes {dist['other classes']:.3f}"
+        )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Entropy (ADVENT)
 
@@ -303,6 +317,7 @@ def temperature_sweep(
 
 __all__ = [
     "PixelSample",
+    "alignment_report",
     "as_numpy_label",
     "class_mean_entropy",
     "class_means",
