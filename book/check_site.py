@@ -259,6 +259,9 @@ _FIGURE_JS = """
   .map((img) => img.currentSrc || img.src).join('\\n')
 """
 
+# A slider's current value: noUiSlider and jQuery UI handles announce it in aria-valuenow, a range input holds it.
+_VALUE_JS = "(el) => el.getAttribute('aria-valuenow') ?? el.value"
+
 
 def console_allowed(message: str) -> bool:
     """Whether a console error matches an entry of ``ALLOWED_CONSOLE``."""
@@ -299,11 +302,11 @@ def _check_widgets(page_obj, page: str) -> list[Finding]:
         if not slider.is_visible():
             continue
         before = page_obj.evaluate(_FIGURE_JS)
-        value = slider.get_attribute("aria-valuenow") or slider.get_attribute("value")
+        value = slider.evaluate(_VALUE_JS)
         slider.focus()
         slider.press("ArrowRight")
         # At the maximum, one step right does nothing: step left instead.
-        if (slider.get_attribute("aria-valuenow") or slider.get_attribute("value")) == value:
+        if slider.evaluate(_VALUE_JS) == value:
             slider.press("ArrowLeft")
         try:
             page_obj.wait_for_function(f"(before) => ({_FIGURE_JS})() !== before", arg=before, timeout=5_000)

@@ -1,0 +1,216 @@
+"""The built book as a reader's browser shows it (book/check_site.py), and the checker's own logic on tiny pages.
+
+The browser tests need the Debian Chromium (``/usr/bin/chromium`` or ``$UDABOOK_CHROMIUM``). Without it they skip
+and say why, unless ``UDABOOK_REQUIRE_BROWSER`` is set (CI sets it), in which case they fail: CI cannot pass by
+skipping the browser.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# How CI builds the book (execution only where the build says always) and where the HTML lands; the one place
+# to change if the build command changes.
+BUILD_COMMAND = [sys.executable, "book/build.py", "--fast"]
+BUILD_HTML = REPO / "_build" / "html"
+BUILD_TIMEOUT_S = 20 * 60
+
+
+def _load_checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_site", REPO / "book" / "check_site.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+check_site = _load_checker()
+CHROMIUM = os.environ.get("UDABOOK_CHROMIUM", check_site.DEFAULT_CHROMIUM)
+
+
+def require_browser() -> None:
+    """Skip (or, with UDABOOK_REQUIRE_BROWSER set, fail) when Chromium is not installed."""
+    if Path(CHROMIUM).is_file():
+        return
+    reason = f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver, or set UDABOOK_CHROMIUM)"
+    if os.environ.get("UDABOOK_REQUIRE_BROWSER"):
+        pytest.fail(reason + "; UDABOOK_REQUIRE_BROWSER is set, so the browser check may not be skipped")
+    pytest.skip(reason)
+
+
+# ------------------------------------------------------------------------------------------------- the real book
+
+
+def test_built_book_passes_the_browser_check() -> None:
+    """Build the book as CI does and open every page offline: no problem on any page."""
+    require_browser()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    build = subprocess.run(
+        BUILD_COMMAND, cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+    )
+    assert build.returncode == 0, f"{' '.join(BUILD_COMMAND[1:])} failed:\n{build.stdout[-4000:]}{build.stderr[-4000:]}"
+    pages, findings = check_site.check_site(BUILD_HTML, chromium=CHROMIUM)
+    assert any(p.startswith("notebooks/") for p in pages), f"no chapter pages in {BUILD_HTML}"
+    assert not findings, "\n" + check_site.format_report(pages, findings)
+
+
+# --------------------------------------------------------------------------------------- the checker, tiny pages
+
+PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>t</title>
+<style>body {{ margin: 0 }} article {{ width: 600px; padding: 0 20px }}</style></head>
+<body><article class="bd-article">{body}</article></body></html>"""
+# A transparent 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+# A widget page as the embedder leaves it: a slider whose keyboard step switches the visible frame of a stack.
+WIDGET = """<script type="application/vnd.jupyter.widget-state+json">{{}}</script>
+<div class="widget-vbox"><div class="widget-slider"><label class="widget-label">frame</label>
+<input type="range" min="0" max="1" value="0" id="s"></div>
+<div class="widget-box"><img id="f0" src="a.png"><img id="f1" src="b.png" style="display: none"></div></div>
+<script>document.getElementById('s').addEventListener('input', (e) => {{
+  if ({switches}) {{ f0.style.display = e.target.value === '0' ? '' : 'none';
+                    f1.style.display = e.target.value === '1' ? '' : 'none'; }} }});</script>"""
+
+
+def write_site(root: Path, pages: dict[str, str]) -> Path:
+    """A tiny built book: each page's body inside an article of 600 px, and two loadable images."""
+    for name, body in pages.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(PAGE.format(body=body), encoding="utf-8")
+    (root / "a.png").write_bytes(PNG)
+    (root / "b.png").write_bytes(PNG)
+    return root
+
+
+def kinds(findings: list) -> set[tuple[str, str]]:
+    return {(f.page, f.check) for f in findings}
+
+
+def test_links_report_missing_files_and_fragments(tmp_path: Path) -> None:
+    root = write_site(
+        tmp_path,
+        {
+            "index.html": '<a href="gone.html">x</a> <a href="sub/page.html#nope">y</a>'
+            ' <a href="sub/page.html#here">ok</a>'
+            ' <a href="#top">ok</a> <a href="https://example.org/elsewhere.html">external</a>'
+            ' <a href="sub/">dir</a> <a href="mailto:a@b.c">mail</a> <span id="top"></span>',
+            "sub/page.html": '<h1 id="here">h</h1> <a href="../index.html#top">back</a> <a name="old"></a>'
+            ' <a href="#old">anchor by name</a>',
+            "sub/index.html": "",
+        },
+    )
+    findings = check_site.check_links(root, check_site.html_pages(root))
+    details = sorted(f.detail for f in findings)
+    assert kinds(findings) == {("index.html", "link")}
+    assert len(details) == 2
+    assert "no file gone.html" in details[0]
+    assert "no element with id 'nope' on sub/page.html" in details[1]
+
+
+def test_redirect_pages_are_recognised(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    assert check_site.is_redirect(tmp_path, "index.html")
+    findings = check_site.check_links(tmp_path, ["index.html"])
+    assert [f.detail for f in findings] == ["'book/intro.html': no file book/intro.html in the build"]
+
+
+def test_console_allow_list_entries_have_reasons() -> None:
+    for pattern, reason in check_site.ALLOWED_CONSOLE:
+        assert pattern and len(reason) > 20
+    assert not check_site.console_allowed("Uncaught TypeError: x is undefined")
+
+
+@dataclass
+class CheckedSite:
+    root: Path
+    pages: list[str]
+    findings: list
+
+    def on(self, page: str) -> list[tuple[str, str]]:
+        """The (check, detail) pairs reported on one page, sorted."""
+        return sorted((f.check, f.detail) for f in self.findings if f.page == page)
+
+    def report(self) -> str:
+        return "\n" + check_site.format_report(self.pages, self.findings)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> CheckedSite:
+    """One tiny site, each page with known problems (or none), checked once in the browser."""
+    require_browser()
+    root = tmp_path_factory.mktemp("site")
+    write_site(
+        root,
+        {
+            # Exactly the five problems the brief names, and nothing else wrong.
+            "broken.html": '<a href="gone.html">dead link</a> <a href="fine.html#nope">missing fragment</a>'
+            ' <img src="corrupt.png"> <table style="width: 800px"><tr><td>wide</td></tr></table>'
+            ' <script>console.error("boom")</script>',
+            # Nothing wrong: a long code line that scrolls in its own box, typeset math, a fitting table.
+            "fine.html": '<pre style="overflow-x: auto">' + "x" * 400 + "</pre>"
+            '<span class="math"><mjx-container>m</mjx-container></span> <table><tr><td>t</td></tr></table>'
+            ' <img src="a.png">',
+            "code.html": '<pre style="overflow-x: visible">' + "y" * 100 + "</pre>",
+            "math.html": '<span class="math">\\(x^2\\)</span>',
+            "offline.html": '<script src="https://cdn.example.org/lib.js"></script>',
+            "thrown.html": "<script>throw new Error('kaput')</script>",
+            "widget.html": WIDGET.format(switches="true"),
+            "dead_widget.html": WIDGET.format(switches="false"),
+            "unrendered_widget.html": '<script type="application/vnd.jupyter.widget-state+json">{}</script>',
+            "notebooks/chapter.html": "<p>a chapter</p>",
+        },
+    )
+    (root / "corrupt.png").write_text("not a png")
+    pages, findings = check_site.check_site(root, chromium=CHROMIUM, screenshots=root / "shots")
+    return CheckedSite(root, pages, findings)
+
+
+def test_browser_check_reports_exactly_the_planted_problems(site: CheckedSite) -> None:
+    found = site.on("broken.html")
+    assert [check for check, _ in found] == ["console", "image", "layout", "link", "link"], site.report()
+    detail = dict(found)
+    assert "boom" in detail["console"]
+    assert detail["image"] == "not loaded: corrupt.png"
+    assert "table <table>" in detail["layout"] and "800 px wide" in detail["layout"]
+    assert "ends 200 px right of the 600 px content column" in detail["layout"]
+
+
+def test_browser_check_passes_clean_pages(site: CheckedSite) -> None:
+    for page in ("fine.html", "widget.html", "notebooks/chapter.html"):
+        assert page in site.pages
+        assert site.on(page) == [], site.report()
+
+
+def test_browser_check_reports_each_other_kind(site: CheckedSite) -> None:
+    code = site.on("code.html")
+    assert [check for check, _ in code] == ["layout"] and "does not scroll" in code[0][1], site.report()
+    assert site.on("math.html") == [("math", '1 of 1 math elements not typeset by MathJax (first: "\\(x^2\\)")')]
+    assert site.on("offline.html") == [("network", "request to https://cdn.example.org/lib.js (blocked: no network)")]
+    assert site.on("thrown.html") == [("console", "uncaught Error: kaput")]
+    assert site.on("dead_widget.html") == [("widget", "moving slider 0 (frame) did not change the figure")]
+    assert site.on("unrendered_widget.html") == [("widget", "the page embeds widget state but no slider was rendered")]
+
+
+def test_screenshots_are_taken_of_chapter_pages_only(site: CheckedSite) -> None:
+    assert sorted(p.name for p in (site.root / "shots").iterdir()) == ["chapter.png"]
+    assert (site.root / "shots" / "chapter.png").read_bytes()[:8] == PNG[:8]
+
+
+def test_report_names_page_check_and_detail() -> None:
+    findings = [check_site.Finding("a.html", "link", "'x.html': no file x.html in the build")]
+    assert check_site.format_report(["a.html", "b.html"], findings).splitlines() == [
+        "a.html  [link]  'x.html': no file x.html in the build",
+        "2 pages checked: 1 problems on 1 pages",
+    ]
+    assert check_site.format_report(["a.html"], []) == "1 pages checked: no problems"
