@@ -47,12 +47,19 @@ def _caffe(image: np.ndarray) -> torch.Tensor:
 
 
 def step_setup(
-    method: str, mode: str, *, device: torch.device, scale: float, compile_backend: str | None = None
+    method: str,
+    mode: str,
+    *,
+    device: torch.device,
+    scale: float,
+    compile_backend: str | None = None,
+    prepare: Callable[[methods.Method], None] | None = None,
 ) -> tuple[Callable[[], None], dict]:
     """One training step of `method`'s paper configuration on fixed batches, as a callable, and the image sizes.
 
     `mode` is a key of :data:`MODES`; `compile_backend` runs the segmenter through ``torch.compile`` with that
-    backend (as ``TrainConfig.compile`` does)."""
+    backend (as ``TrainConfig.compile`` does); `prepare` gets the built method first (e.g. to fill its state as a
+    long run would have)."""
     dtype, channels_last = MODES[mode]
     # the paper preset's model and method config; no data is read and no CUDA is needed to resolve it
     cfg = resolve(method, "paper", data_root="unused", target_root="unused", device="cuda")
@@ -63,6 +70,8 @@ def step_setup(
     m = methods.build_method(
         method, cfg.method_cfg, 19, feature_dim=model.feature_channels, total_iters=cfg.train.iters
     ).to(device)
+    if prepare is not None:
+        prepare(m)
     groups = [{"params": g["params"], "lr": 2.5e-4 * g["lr_mult"]} for g in model.parameter_groups()]
     opt = torch.optim.SGD(groups, lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
     src_size = (round(720 * scale), round(1280 * scale))

@@ -40,3 +40,15 @@ def test_the_readme_quotes_the_data_loading_benchmark():
     )
     assert expected in readme
     assert f"needs {report['workers_for_step']} loader workers" in readme
+
+
+def test_the_bafft_step_benchmark_times_its_parts_at_one_eighth_scale(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "bafft.json"
+    args = ["--device", "cpu", "--scale", "0.125", "--iters", "1", "--warmup", "0", "--out", str(out)]
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bafft_step.py"), *args], check=True, env=env, cwd=ROOT)
+    rec = json.loads(out.read_text())
+    parts = ("connected components", "bank push", "bank distance", "masked pooling")
+    assert set(rec["s_per_step_parts"]) == set(parts)
+    assert all(0 < rec["share_of_step"][p] < 1 for p in parts)  # banks full: every part is called
+    assert rec["source_size"] == [90, 160] and rec["target_size"] == [64, 128]

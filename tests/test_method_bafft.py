@@ -95,3 +95,20 @@ def test_the_model_exposes_its_main_head_and_released_options_run(tiny_cache, tm
     assert resolve(
         "bafft_step1", "paper", dataset="synthia", data_root="/d/s", target_root="/d/c", device="cuda"
     ).method_cfg.stuff_classes == (0, 1, 2, 3, 4, 8, 9)
+
+
+def test_isia_takes_source_and_target_images_of_different_sizes():
+    """The paper's source (1280×720) and target (1024×512) images differ in size, so do their feature maps."""
+    from udalib.data.streams import Batch
+    from udalib.methods import build_method
+    from udalib.models.output import SegOutput
+
+    m = build_method("bafft", resolve("bafft", "quick").method_cfg, 19, feature_dim=4, total_iters=10)
+    torch.manual_seed(0)
+    out_s = SegOutput(logits=torch.randn(1, 19, 6, 10), features=torch.rand(1, 4, 6, 10))
+    out_t = SegOutput(logits=torch.randn(1, 19, 4, 8), features=torch.rand(1, 4, 4, 8, requires_grad=True))
+    label = out_s.logits.argmax(dim=1).repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)  # all correct
+    isia = m._isia(out_s, Batch(torch.zeros(1, 3, 48, 80), label, {}), out_t)
+    assert torch.isfinite(isia) and isia.item() > 0
+    isia.backward()
+    assert out_t.features.grad.abs().sum() > 0

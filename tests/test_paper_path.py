@@ -63,7 +63,8 @@ from udalib.pseudo_labels import PSEUDO_SUFFIX, THRESHOLDS_FILE, generate_pseudo
 from udalib.train import TrainResult
 
 ITERS = 2
-SIZE = (33, 65)  # network input of source, target and evaluation (odd: the stride-8 feature maps round up)
+SIZE = (33, 65)  # network input of target and evaluation (odd: the stride-8 feature maps round up)
+SOURCE_SIZE = (45, 81)  # the source's differs, as the paper's 1280×720 and 1024×512 do (other feature maps)
 SPEC = synthcity.SynthCitySpec(height=64, width=128, n_source=4, n_target_train=3, n_target_val=2)
 LABELS = (SPEC.height, SPEC.width)  # full label resolution
 
@@ -257,7 +258,7 @@ class PaperRuns:
             out_dir=str(self.root / "runs" / name),
             **spec,
         )
-        data = dataclasses.replace(cfg.data, source_size=SIZE, target_size=SIZE, eval_size=SIZE, num_workers=0)
+        data = dataclasses.replace(cfg.data, source_size=SOURCE_SIZE, target_size=SIZE, eval_size=SIZE, num_workers=0)
         every = 1 if name in RESUMED else ITERS
         train = dataclasses.replace(
             cfg.train,

@@ -159,14 +159,16 @@ class BAFFT(AdaptSegNet):
 
     def _isia(self, out_s, source: Batch, out_t) -> Tensor:
         """L_ISIA: the paper's reading on batch class representations, or the released stuff-things separation."""
-        size = tuple(out_t.features.shape[-2:])
         pred_t = out_t.logits.detach().argmax(dim=1)
         feats_t = out_t.features.float()
         if self.cfg.isia == "released":
             stuff, _ = self._stuff_pools(feats_t, pred_t)
             things, ids, _ = self._instance_pools(feats_t, pred_t)
             return stuff_thing_separation(stuff, things, ids, scale=500 / 2048)
-        right = correct_labels(downsample_labels(source.label, size), out_s.logits.argmax(dim=1))
+        # the source labels at the source's feature size: the paper's source and target images differ in size
+        right = correct_labels(
+            downsample_labels(source.label, tuple(out_s.features.shape[-2:])), out_s.logits.argmax(dim=1)
+        )
         # class means over the batch; the source ones are anchors (no gradient)
         rep_s, seen_s = class_prototypes(
             flatten_pixels(out_s.features.detach().float()), right.reshape(-1), self.num_classes

@@ -83,7 +83,8 @@ class OrthoCluster(MaxSquare):
         seg = multi_level_ce(out_s, source.label, cfg.lambda_seg_aux)
         out_t = model(target.image)
         ms, prob_t = self.target_loss(out_t, target)
-        size = tuple(out_s.features.shape[-2:])
+        # each domain's labels at its own feature size: the paper's source and target images differ in size
+        size_s, size_t = tuple(out_s.features.shape[-2:]), tuple(out_t.features.shape[-2:])
         prob_s = F.interpolate(out_s.logits, size=tuple(source.image.shape[-2:]), mode="bilinear", align_corners=True)
         prob_s = prob_s.float().softmax(dim=1)
         feats_s, feats_t = flatten_pixels(out_s.features).float(), flatten_pixels(out_t.features).float()
@@ -92,9 +93,9 @@ class OrthoCluster(MaxSquare):
         labels = {}
         for mode in ("bilinear", "nearest"):
             y_s = (
-                downsample_labels(source.label, size) if cfg.use_source_gt else self._labels(prob_s, size, mode)
+                downsample_labels(source.label, size_s) if cfg.use_source_gt else self._labels(prob_s, size_s, mode)
             ).reshape(-1)
-            labels[mode] = (y_s, self._labels(prob_t, size, mode).reshape(-1))
+            labels[mode] = (y_s, self._labels(prob_t, size_t, mode).reshape(-1))
         y_s, y_t = labels["bilinear"]
         centroids, seen = self._prototypes(both, torch.cat([y_s, y_t]), update=True)
         cl = clustering_loss(
