@@ -219,6 +219,11 @@ def error_outputs(nb: nbformat.NotebookNode) -> list[str]:
     ]
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the checkout when it is inside it (messages name files as a reader types them)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def execute(path: Path, label: str, timeout: int) -> tuple[nbformat.NotebookNode, float]:
     """Run the notebook at `path` in its own folder; its executed copy and wall time, or BuildError."""
     nb = nbformat.read(path, as_version=4)
@@ -235,14 +240,14 @@ def execute(path: Path, label: str, timeout: int) -> tuple[nbformat.NotebookNode
     try:
         client.run()
     except CellTimeoutError as e:
-        raise BuildError(f"{path.relative_to(ROOT)}: a cell ran past {timeout} s (--timeout)\n{e}") from e
+        raise BuildError(f"{shown(path)}: a cell ran past {timeout} s (--timeout)\n{e}") from e
     except DeadKernelError as e:
-        raise BuildError(f"{path.relative_to(ROOT)}: the kernel died (out of memory?)\n{e}") from e
+        raise BuildError(f"{shown(path)}: the kernel died (out of memory?)\n{e}") from e
     except CellExecutionError as e:
-        raise BuildError(f"{path.relative_to(ROOT)}: a cell failed\n{e}") from e
+        raise BuildError(f"{shown(path)}: a cell failed\n{e}") from e
     errors = error_outputs(nb)
     if errors:
-        raise BuildError(f"{path.relative_to(ROOT)}: error outputs in " + "; ".join(errors))
+        raise BuildError(f"{shown(path)}: error outputs in " + "; ".join(errors))
     return nb, time.monotonic() - t0
 
 
@@ -310,7 +315,7 @@ def footcite_problems(pages: list[Page]) -> list[str]:
     for page in pages:
         text = page.path.read_text(encoding="utf-8")
         if "{footcite" in text and "{footbibliography}" not in text:
-            problems.append(f"{page.path.relative_to(ROOT)} cites with {{footcite}} but has no {{footbibliography}}")
+            problems.append(f"{shown(page.path)} cites with {{footcite}} but has no {{footbibliography}}")
     return problems
 
 
