@@ -121,6 +121,12 @@ def is_redirect(root: Path, page: str) -> bool:
     return _parse(root / page).redirect is not None
 
 
+def widget_pages(root: Path, pages: list[str]) -> list[str]:
+    """The pages that embed ipywidgets state, i.e. the ones whose sliders the browser check moves."""
+    marker = "application/vnd.jupyter.widget-state+json"
+    return [page for page in pages if marker in (root / page).read_text(encoding="utf-8", errors="replace")]
+
+
 def _internal_target(page: str, href: str) -> tuple[str, str] | None:
     """The (build-relative path, fragment) a link points to, or None for an external or non-file link."""
     parts = urlsplit(href)
@@ -164,7 +170,9 @@ def check_links(root: Path, pages: list[str]) -> list[Finding]:
 
 # ------------------------------------------------------------------------------------------------------- browser
 
-# Runs in the page once it has loaded: returns the math, image and layout problems it sees.
+# Runs in the page once it has loaded: returns the math, image and layout problems it sees as [check, detail]
+# pairs; an image's entry carries its absolute URL third, so the request and console lines about it are not
+# reported again.
 _INSPECT_JS = """
 async () => {
   const problems = [];

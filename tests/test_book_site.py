@@ -37,14 +37,19 @@ check_site = _load_checker()
 CHROMIUM = os.environ.get("UDABOOK_CHROMIUM", check_site.DEFAULT_CHROMIUM)
 
 
-def require_browser() -> None:
-    """Skip (or, with UDABOOK_REQUIRE_BROWSER set, fail) when Chromium is not installed."""
-    if Path(CHROMIUM).is_file():
+def require(missing: str | None) -> None:
+    """Skip when something the browser check needs is missing, or fail if UDABOOK_REQUIRE_BROWSER is set."""
+    if missing is None:
         return
-    reason = f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver, or set UDABOOK_CHROMIUM)"
     if os.environ.get("UDABOOK_REQUIRE_BROWSER"):
-        pytest.fail(reason + "; UDABOOK_REQUIRE_BROWSER is set, so the browser check may not be skipped")
-    pytest.skip(reason)
+        pytest.fail(missing + "; UDABOOK_REQUIRE_BROWSER is set, so the browser check may not be skipped")
+    pytest.skip(missing)
+
+
+def require_browser() -> None:
+    """Chromium is installed (or the test skips, see ``require``)."""
+    if not Path(CHROMIUM).is_file():
+        require(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver, or set UDABOOK_CHROMIUM)")
 
 
 # ------------------------------------------------------------------------------------------------- the real book
@@ -53,6 +58,8 @@ def require_browser() -> None:
 def test_built_book_passes_the_browser_check() -> None:
     """Build the book as CI does and open every page offline: no problem on any page."""
     require_browser()
+    if importlib.util.find_spec("jupyter_book") is None:
+        require('jupyter-book is not installed (pip install -e ".[book]")')
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     build = subprocess.run(
         BUILD_COMMAND, cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
@@ -60,6 +67,8 @@ def test_built_book_passes_the_browser_check() -> None:
     assert build.returncode == 0, f"{' '.join(BUILD_COMMAND[1:])} failed:\n{build.stdout[-4000:]}{build.stderr[-4000:]}"
     pages, findings = check_site.check_site(BUILD_HTML, chromium=CHROMIUM)
     assert any(p.startswith("notebooks/") for p in pages), f"no chapter pages in {BUILD_HTML}"
+    # The fast build executes the data chapter, whose kernel-less slider the check moves: never a vacuous pass.
+    assert check_site.widget_pages(BUILD_HTML, pages), f"no page of {BUILD_HTML} embeds widget state"
     assert not findings, "\n" + check_site.format_report(pages, findings)
 
 
@@ -200,6 +209,14 @@ def test_browser_check_reports_each_other_kind(site: CheckedSite) -> None:
     assert site.on("thrown.html") == [("console", "uncaught Error: kaput")]
     assert site.on("dead_widget.html") == [("widget", "moving slider 0 (frame) did not change the figure")]
     assert site.on("unrendered_widget.html") == [("widget", "the page embeds widget state but no slider was rendered")]
+
+
+def test_widget_pages_are_found(site: CheckedSite) -> None:
+    assert check_site.widget_pages(site.root, site.pages) == [
+        "dead_widget.html",
+        "unrendered_widget.html",
+        "widget.html",
+    ]
 
 
 def test_screenshots_are_taken_of_chapter_pages_only(site: CheckedSite) -> None:
