@@ -364,7 +364,9 @@ def _open_page(browser, base: str, page: str, screenshots: Path | None) -> list[
     tab.on("console", on_console)
     tab.on("pageerror", on_page_error)
     try:
-        tab.goto(base + page, wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+        response = tab.goto(base + page, wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+        if response is not None and not response.ok:
+            return [Finding(page, "load", f"HTTP {response.status} for the page itself")]
         # MathJax typesets after load; wait for it when it is there (it is missing when blocked).
         tab.evaluate(
             "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ?"

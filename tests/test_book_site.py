@@ -231,3 +231,9 @@ def test_report_names_page_check_and_detail() -> None:
         "2 pages checked: 1 problems on 1 pages",
     ]
     assert check_site.format_report(["a.html"], []) == "1 pages checked: no problems"
+
+
+def test_a_page_that_cannot_be_served_is_one_finding(tmp_path: Path) -> None:
+    require_browser()
+    findings = check_site.check_pages_in_browser(tmp_path, ["vanished.html"], chromium=CHROMIUM)
+    assert findings == [check_site.Finding("vanished.html", "load", "HTTP 404 for the page itself")]
