@@ -144,15 +144,26 @@ def reads_results(nb: nbformat.NotebookNode) -> bool:
     return "results" in code
 
 
-def cache_key(nb: nbformat.NotebookNode, *, library: str, results: str, timeout: int) -> str:
-    """What an executed copy depends on: the code cells, the kernel, the library and (if read) the records."""
+def reads_times(nb: nbformat.NotebookNode) -> bool:
+    """Whether a notebook reads ``book/chapter_times.json`` (the teachers' page): it runs after the others."""
+    return any(TIMES.name in c.source for c in nb.cells if c.cell_type == "code")
+
+
+def cache_key(nb: nbformat.NotebookNode, *, library: str, results: str, timeout: int, times: str = "") -> str:
+    """What an executed copy depends on: the code cells, the kernel, the library and, for the pages that read
+    them, the records and the chapter times."""
     h = hashlib.sha256()
     for cell in nb.cells:
         if cell.cell_type == "code":
             h.update(cell.source.encode() + b"\0")
     h.update(nb.metadata.get("kernelspec", {}).get("name", "python3").encode())
-    h.update(f"\0{library}\0{results if reads_results(nb) else ''}\0{timeout}".encode())
+    read = (results if reads_results(nb) else "", times if reads_times(nb) else "")
+    h.update(f"\0{library}\0{read[0]}\0{read[1]}\0{timeout}".encode())
     return h.hexdigest()
+
+
+def times_digest() -> str:
+    return hashlib.sha256(TIMES.read_bytes()).hexdigest() if TIMES.is_file() else ""
 
 
 def kernel_env() -> dict[str, str]:
@@ -364,11 +375,19 @@ def render() -> None:
         raise BuildError("jupyter-book reported warnings or errors (above); nothing published")
 
 
+def times_document(records: dict[str, dict]) -> dict:
+    """The content of book/chapter_times.json: each page's execution time with where and when it was measured
+    (a page taken from the cache keeps the record of the build that executed it, so the file changes only when
+    a page is executed again)."""
+    keep = ("seconds", "date", "git", "cores", "threads")
+    return {
+        "about": "execution wall time of each page of the book on the quick preset, written by book/build.py",
+        "chapters": {page: {k: record[k] for k in keep} for page, record in records.items()},
+    }
+
+
 def write_times(records: dict[str, dict]) -> None:
-    """book/chapter_times.json: each page's execution time, with where and when it was measured."""
-    TIMES.write_text(
-        json.dumps({**provenance(), "chapters": records}, indent=2) + "\n",
-    )
+    TIMES.write_text(json.dumps(times_document(records), indent=2) + "\n")
     print(f"wrote {TIMES.relative_to(ROOT)}")
 
 
@@ -383,20 +402,27 @@ def build(fast: bool, timeout: int, force: bool, only: list[str] | None) -> None
     if problems:
         raise BuildError("; ".join(problems))
     to_run = [p for p in notebooks if (p.docname in only if only else not fast or p.docname in ALWAYS_EXECUTED)]
+    full = not fast and not only
     shutil.rmtree(HTML, ignore_errors=True)
     vendor_static()
     library, results = library_digest(), results_digest()
+    sources = {page.docname: nbformat.read(page.path, as_version=4) for page in to_run}
+    # the pages that read the chapter times run last, after a full build has written them
+    order = sorted(to_run, key=lambda page: reads_times(sources[page.docname]))
     executed, records = {}, {}
-    for i, page in enumerate(to_run, 1):
-        print(f"[{i}/{len(to_run)}] {page.docname}", flush=True)
-        nb = nbformat.read(page.path, as_version=4)
-        key = cache_key(nb, library=library, results=results, timeout=timeout)
-        executed[page.docname], record = executed_page(page, key, timeout, force)
-        records[page.docname] = {k: record[k] for k in ("seconds", "date", "git", "cores", "threads")}
-    stage(pages, executed, fast or bool(only))
-    render()
-    if not fast and not only:
+    times_written = False
+    for i, page in enumerate(order, 1):
+        nb = sources[page.docname]
+        if full and reads_times(nb) and not times_written:
+            write_times(records)  # every other page has run by now
+            times_written = True
+        print(f"[{i}/{len(order)}] {page.docname}", flush=True)
+        key = cache_key(nb, library=library, results=results, timeout=timeout, times=times_digest())
+        executed[page.docname], records[page.docname] = executed_page(page, key, timeout, force)
+    if full and not times_written:
         write_times(records)
+    stage(pages, executed, not full)
+    render()
     print(f"HTML in {HTML.relative_to(ROOT)}/ ({len(executed)} of {len(notebooks)} notebook pages executed)")
 
 

@@ -99,3 +99,15 @@ def test_a_cell_past_the_timeout_fails_the_build(tmp_path):
     nbformat.write(_notebook("import time\ntime.sleep(30)"), path)
     with pytest.raises(build.BuildError, match="slow.ipynb: a cell ran past 2 s"):
         build.execute(path, "slow", timeout=2)
+
+
+def test_the_teachers_page_runs_after_the_times_it_reads():
+    reader = _notebook("import json\ntimes = json.loads(open('chapter_times.json').read())")
+    assert build.reads_times(reader) and not build.reads_times(_notebook("print(1)"))
+    assert _key(reader) != build.cache_key(reader, library="l0", results="r0", timeout=60, times="t1")
+
+
+def test_times_document_keeps_each_pages_provenance():
+    record = {"key": "k", "seconds": 61.5, "date": "2026-01-01T00:00:00+00:00", "git": "abc", "cores": 2, "threads": 1}
+    doc = build.times_document({"notebooks/data": record})
+    assert doc["chapters"]["notebooks/data"] == {k: v for k, v in record.items() if k != "key"}
