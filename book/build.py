@@ -115,9 +115,9 @@ def toc_pages(root: Path = ROOT) -> list[Page]:
     pages = []
     for name in toc_docnames(toc):
         stem = name.removesuffix(".ipynb").removesuffix(".md")
-        found = [root / f"{stem}{ext}" for ext in (".ipynb", ".md", ".rst") if (root / f"{stem}{ext}").is_file()]
+        found = [root / f"{stem}{ext}" for ext in (".ipynb", ".md") if (root / f"{stem}{ext}").is_file()]
         if not found:
-            raise BuildError(f"_toc.yml lists {name!r}, but no {stem}.ipynb, .md or .rst exists")
+            raise BuildError(f"_toc.yml lists {name!r}, but neither {stem}.ipynb nor {stem}.md exists")
         pages.append(Page(stem, found[0]))
     return pages
 
