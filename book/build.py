@@ -171,7 +171,8 @@ def kernel_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     env["CUDA_VISIBLE_DEVICES"] = ""
-    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # inline figures even where the shell exports MPLBACKEND=Agg (as CI does), or plt.show() would draw nothing
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     return env
 
 
