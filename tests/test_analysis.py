@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from udalib import analysis, viz
+from udalib.inference import upsample
 from udalib.models.output import SegOutput
 
 VOID = 255
@@ -142,3 +143,44 @@ def test_alignment_report_prints_both_numbers_per_model():
         assert f"kNN domain accuracy {knn_domain_accuracy(p, seed=0):.3f}" in line
         assert f"same class {dist['same class']:.3f}, other classes {dist['other classes']:.3f}" in line
     assert "same class -0.000" in report[0] or "same class 0.000" in report[0]  # identical domains
+
+
+def test_discriminator_maps_are_sigmoid_outputs_at_the_input_size():
+    model, images = TinySegmenter().eval(), torch.randn(2, 3, 8, 8)
+    torch.manual_seed(1)
+    coarse = nn.Conv2d(3, 1, kernel_size=1, stride=4)  # a (B, 1, 2, 2) map, like a patch discriminator's
+    maps = analysis.discriminator_maps(model, {"main": coarse}, images, lambda p: p)
+    assert set(maps) == {"main"} and maps["main"].shape == (2, 8, 8)
+    with torch.no_grad():
+        prob = torch.softmax(upsample(model(images).logits, (8, 8)), 1)
+        d = torch.sigmoid(coarse(prob))[:, 0].numpy()  # (2, 2, 2)
+    assert maps["main"] == pytest.approx(np.kron(d, np.ones((4, 4))), abs=1e-5)  # each patch's value, nearest
+    assert ((maps["main"] > 0) & (maps["main"] < 1)).all()
+
+
+def test_temperature_sweep_tends_to_log_k_and_splits_by_class():
+    from udalib.losses.contrastive import contrastive_bound
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 30 + [VOID] * 5)  # class 2 absent
+    sample = analysis.PixelSample(rng.random((65, 6)), labels, labels)
+    mean, var = torch.rand(3, 6, dtype=torch.float64), torch.rand(3, 6, dtype=torch.float64)
+    losses, per_class = analysis.temperature_sweep(sample, mean, var, [1.0, 1e6], num_classes=3)
+    assert losses.shape == (2,) and per_class.shape == (2, 3)
+    direct = contrastive_bound(torch.from_numpy(sample.features), torch.from_numpy(labels), mean, var, tau=1.0)
+    assert losses[0] == pytest.approx(direct.item())
+    assert losses[1] == pytest.approx(np.log(3), abs=1e-5) and per_class[1, :2] == pytest.approx(np.log(3), abs=1e-5)
+    assert np.isnan(per_class[:, 2]).all()
+    assert losses[0] == pytest.approx(per_class[0, :2].mean())  # equal class sizes: the mean of the two
+
+
+def test_knob_frames_title_their_numbers():
+    losses, per_class = np.array([3.0, 1.2]), np.array([[2.5, 3.5], [1.0, 1.4]])
+    fig = viz.plot_temperature([0.1, 100.0], losses, per_class, 1, ["a", "b"])
+    assert isinstance(fig, Figure) and fig.axes[0].get_title() == f"tau = 100: loss - log K = {1.2 - np.log(2):+.3f}"
+    protos = np.array([[4.0, 1.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])  # class 1 never seen
+    fig = viz.plot_sparsity(protos, 0.5, ["a", "b", "c"], loss=-0.2)
+    left, right = fig.axes[:2]
+    assert left.get_title() == "rho = 0.5: L_sp = -0.200"
+    assert [t.get_text() for t in right.get_yticklabels()] == ["a", "c"]
+    assert [p.get_width() for p in right.patches] == pytest.approx([0.5, 1.0])  # channels at or above rho

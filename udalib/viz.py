@@ -611,6 +611,7 @@ def plot_temperature(
     left.axhline(log_k, color="grey", ls="--", lw=0.8, label="log K")
     left.plot(taus[index], losses[index], "o", color="#d62728", ms=8)
     left.set_xscale("log")
+    left.set_yscale("log")  # the loss spans log K at a high tau and hundreds at a low one
     left.set_xlabel("temperature tau")
     left.set_ylabel("contrastive bound")
     left.legend(fontsize=8)
