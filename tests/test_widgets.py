@@ -114,3 +114,24 @@ def test_an_array_frame_round_trips():
 def test_bad_input_names_the_parameter(frames, labels, message):
     with pytest.raises(ValueError, match=message):
         frame_slider(frames, labels)
+
+
+def test_the_shift_explorer_redraws_its_image_when_a_knob_moves():
+    from udalib.widgets import shift_explorer
+
+    calls = []
+
+    def render(strengths: dict[str, float], index: int) -> list:
+        calls.append((strengths, index))
+        shade = np.uint8(100 * strengths["texture"])
+        return [("scene", np.full((8, 16, 3), shade, np.uint8), np.zeros((8, 16), np.uint8))]
+
+    box = shift_explorer(render, ("appearance", "texture"))
+    *sliders, index, image = box.children
+    assert [s.description for s in sliders] == ["appearance", "texture"] and index.max == 199
+    assert calls == [({"appearance": 1.0, "texture": 1.0}, 0)]  # drawn once at the default strengths
+    first = image.value
+    sliders[1].value = 2.0
+    index.value = 3
+    assert calls[1:] == [({"appearance": 1.0, "texture": 2.0}, 0), ({"appearance": 1.0, "texture": 2.0}, 3)]
+    assert bytes(image.value) != bytes(first) and bytes(image.value).startswith(b"\x89PNG")

@@ -169,21 +169,6 @@ def plot_scenes(scenes: Sequence[tuple[str, np.ndarray, np.ndarray]], protocol: 
     return fig
 
 
-def shift_explorer(render, knobs: Sequence[str], protocol: Protocol = CITYSCAPES19) -> Any:
-    """An ``ipywidgets`` control: one slider per shift knob (strength 0-2) and a scene index; `render(strengths,
-    index)` returns the scenes (see :func:`plot_scenes`) to draw. Live in JupyterLab; without a kernel (the
-    rendered book) the chapter's static figure of the same scenes stands in for it."""
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    def draw(index: int, **strengths: float) -> None:
-        display(plot_scenes(render(strengths, index), protocol))
-
-    sliders = {k: widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.25, description=k) for k in knobs}
-    index = widgets.IntSlider(value=0, min=0, max=199, description="scene")
-    return widgets.interactive(draw, index=index, **sliders)
-
-
 def plot_shift_anatomy(rows: Sequence[Mapping[str, Any]]) -> Figure:
     """Source-only, AdaBN and oracle mIoU per pair (rows of :func:`udalib.results.shift_anatomy`), with the share
     of the gap AdaBN recovers written beside each pair."""

@@ -4,7 +4,7 @@ A chapter computes every frame up front (one figure per image, per temperature, 
 :func:`frame_slider` stacks them behind a slider. The slider is tied to the stack by a *browser-side* link
 (``ipywidgets.jslink``), not by a Python callback, so the figure changes in JupyterLab and equally in the built
 book, where no kernel runs but the executed notebook's widget state (which nbclient and nbval store by default)
-is embedded in the page. The live, recomputing counterpart for JupyterLab is :func:`udalib.viz.shift_explorer`.
+is embedded in the page. The live, recomputing counterpart for a running kernel is :func:`shift_explorer`.
 
 Example::
 
@@ -15,12 +15,15 @@ Example::
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from .data.labels import CITYSCAPES19, Protocol
+from .viz import plot_scenes
 
 Frame = Figure | np.ndarray  # a figure, or an (H, W, 3) uint8 RGB image
 
@@ -83,3 +86,30 @@ def frame_slider(
 
 
 __all__ = ["frame_png", "frame_slider"]
+
+
+def shift_explorer(
+    render: Callable[[dict[str, float], int], list], knobs: Sequence[str], protocol: Protocol = CITYSCAPES19
+) -> widgets.VBox:
+    """Live in a kernel: one slider per shift knob (strength 0-2) and a scene index; `render(strengths, index)`
+    returns the scenes (see :func:`udalib.viz.plot_scenes`) drawn into one ``Image``, redrawn on every change.
+
+    The redraw is a kernel-side callback, so without a kernel (the built book) the page shows the default scene and
+    a :func:`frame_slider` of precomputed strengths stands in. The image is set directly rather than captured by an
+    ``Output`` widget: nbclient, which executes the book's pages, cannot run an ``Output`` widget's captured
+    display headless (it stalls, or fails without stored widget state)."""
+    sliders = {
+        k: widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.25, description=k, continuous_update=False)
+        for k in knobs
+    }
+    index = widgets.IntSlider(value=0, min=0, max=199, description="scene", continuous_update=False)
+    image = widgets.Image(format="png")
+
+    def draw(_change: object = None) -> None:
+        strengths = {k: s.value for k, s in sliders.items()}
+        image.value = frame_png(plot_scenes(render(strengths, index.value), protocol))
+
+    for control in (*sliders.values(), index):
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([*sliders.values(), index, image])
