@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "adabn": 1,
     "analysis": 1,
     "viz": 1,
+    "widgets": 1,
     "results": 1,
     "methods": 2,
     "presets": 3,

@@ -13,8 +13,9 @@ from tiny_runs import tiny_config
 from udalib import methods
 from udalib.data.domains import build_domains
 from udalib.data.streams import Batch
+from udalib.inference import level_maps
 from udalib.methods.adaptsegnet import SINGLE_LEVEL, AdaptSegNet
-from udalib.methods.output_alignment import OutputDiscriminators, level_maps
+from udalib.methods.output_alignment import OutputDiscriminators
 from udalib.models import build_model
 from udalib.models.trained import build_segmenter
 from udalib.presets import resolve

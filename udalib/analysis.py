@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .data.labels import IGNORE_INDEX
+from .inference import level_maps
 
 
 def as_numpy_label(label: Tensor | np.ndarray) -> np.ndarray:
@@ -276,8 +277,6 @@ def discriminator_maps(
 
         maps = discriminator_maps(model, result.method.disc.nets, ex.images, result.method.discriminator_input)
     """
-    from .methods.output_alignment import level_maps
-
     model.eval()
     size = tuple(images.shape[-2:])
     maps = level_maps(model(images.to(device)), size, map_fn)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor
 
+from ..inference import level_maps
 from .base import Backward, Batch, Method, Variant
-from .output_alignment import OutputDiscriminators, level_maps
+from .output_alignment import OutputDiscriminators
 from .supervised import source_ce_step
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..inference import upsample
+from ..inference import level_maps, upsample
 from ..losses.aim import AlignComplexity, self_weighted
 from ..losses.contrastive import downsample_labels, flatten_pixels
 from ..losses.feature_banks import FeatureBank
@@ -32,7 +32,6 @@ from ..losses.prototypes import class_prototypes
 from ..losses.segmentation import seg_ce
 from .adaptsegnet import AdaptSegNet, AdaptSegNetConfig
 from .base import Backward, Batch, Variant
-from .output_alignment import level_maps
 from .supervised import source_ce_step
 
 #: Cityscapes-19 train ids of the stuff classes (road, sidewalk, building, wall, fence, vegetation, terrain, sky);

@@ -18,11 +18,12 @@ import torch
 from torch import Tensor
 
 from ..config import IGNORE_INDEX
+from ..inference import level_maps
 from ..models.discriminators import PixelDiscriminator
 from .adaptsegnet import AdaptSegNetConfig
 from .advent import AdvEnt
 from .base import Backward, Batch, Variant
-from .output_alignment import OutputDiscriminators, level_maps
+from .output_alignment import OutputDiscriminators
 from .supervised import source_ce_step
 
 

@@ -14,12 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..inference import upsample
 from ..losses import discriminator_loss, generator_loss
 from ..models.discriminators import PatchDiscriminator
 from .base import Backward, set_requires_grad
-
-MapFn = Callable[[Tensor], Tensor]  # upsampled probabilities (B, K, H, W) → discriminator input (B, K, H, W)
 
 
 class OutputDiscriminators(nn.Module):
@@ -74,11 +71,3 @@ class OutputDiscriminators(nn.Module):
             logs[f"d_{lvl}_src_out"] = torch.sigmoid(d_s.detach().float()).mean()
             logs[f"d_{lvl}_tgt_out"] = torch.sigmoid(d_t.detach().float()).mean()
         return logs
-
-
-def level_maps(out, size: tuple[int, int], fn: MapFn) -> dict[str, Tensor]:
-    """{level: M(softmax(upsample(logits)))} at the network input size, for the levels the model has."""
-    maps = {"main": fn(torch.softmax(upsample(out.logits, size).float(), dim=1))}
-    if out.aux_logits is not None:
-        maps["aux"] = fn(torch.softmax(upsample(out.aux_logits, size).float(), dim=1))
-    return maps
