@@ -362,9 +362,25 @@ def stage(pages: list[Page], executed: dict[str, nbformat.NotebookNode], fast: b
         if page.is_notebook:
             copy = STAGE / page.path.relative_to(ROOT)
             if page.docname in executed:
-                nbformat.write(executed[page.docname], copy)
+                nbformat.write(with_outputs(nbformat.read(page.path, as_version=4), executed[page.docname]), copy)
             else:
                 shutil.copy2(page.path, copy)
+
+
+def with_outputs(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The page as it is now with the outputs (and widget state) of its executed copy.
+
+    The cache key covers the code cells only, so the prose may have changed since the copy was executed; its
+    code cells are the same ones, in the same order, and take their outputs from it."""
+    code = [c for c in source.cells if c.cell_type == "code"]
+    ran = [c for c in executed.cells if c.cell_type == "code"]
+    if [c.source for c in code] != [c.source for c in ran]:
+        raise BuildError("an executed copy's code cells differ from its page's (the cache key should prevent it)")
+    for cell, done in zip(code, ran, strict=True):
+        cell.outputs, cell.execution_count = done.outputs, done.execution_count
+    if "widgets" in executed.metadata:  # the widget state stored at execution: the page embeds it
+        source.metadata["widgets"] = executed.metadata["widgets"]
+    return source
 
 
 def render() -> None:

@@ -21,8 +21,8 @@ reader offline. Per page it checks:
 - widgets: on a page that embeds ipywidgets state, a slider is rendered, and moving each slider one step with
   the keyboard changes the figure shown (the visible image, e.g. the child a ``Stack`` shows).
 
-``--screenshots DIR`` saves a full-page PNG of every chapter page (a page built from ``notebooks/``; the file is
-named after the page, e.g. ``sdca.png``). The report lists one line per problem (page, check, detail); the exit
+``--screenshots DIR`` saves a full-page JPEG of every chapter page (a page built from ``notebooks/``; the file is
+named after the page, e.g. ``sdca.jpg``). The report lists one line per problem (page, check, detail); the exit
 status is 1 when there is any, 0 otherwise.
 """
 
@@ -380,7 +380,8 @@ def _open_page(browser, base: str, page: str, screenshots: Path | None) -> list[
         findings += _check_widgets(tab, page)
         if screenshots is not None and page.startswith(CHAPTER_DIRS):
             screenshots.mkdir(parents=True, exist_ok=True)
-            tab.screenshot(path=str(screenshots / f"{Path(page).stem}.png"), full_page=True)
+            # JPEG: a full chapter page with its figures is several MB as PNG, and the screenshots are committed
+            tab.screenshot(path=str(screenshots / f"{Path(page).stem}.jpg"), full_page=True, quality=60)
     except Exception as error:  # a page that cannot be opened is one finding, not the end of the check
         findings.append(Finding(page, "load", f"{type(error).__name__}: {str(error).splitlines()[0]}"))
     finally:
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: check a built book, print the report, return 1 when anything failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("build", nargs="?", type=Path, default=DEFAULT_BUILD, help="the built HTML (_build/html)")
-    parser.add_argument("--screenshots", type=Path, metavar="DIR", help="save a full-page PNG per chapter page here")
+    parser.add_argument("--screenshots", type=Path, metavar="DIR", help="save a full-page JPEG per chapter page here")
     parser.add_argument(
         "--chromium",
         default=os.environ.get("UDABOOK_CHROMIUM", DEFAULT_CHROMIUM),

@@ -111,3 +111,17 @@ def test_times_document_keeps_each_pages_provenance():
     record = {"key": "k", "seconds": 61.5, "date": "2026-01-01T00:00:00+00:00", "git": "abc", "cores": 2, "threads": 1}
     doc = build.times_document({"notebooks/data": record})
     assert doc["chapters"]["notebooks/data"] == {k: v for k, v in record.items() if k != "key"}
+
+
+def test_a_cached_page_shows_its_current_prose_with_the_executed_outputs():
+    ran = new_notebook(cells=[new_markdown_cell("old prose"), new_code_cell("print(1)")])
+    ran.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    ran.cells[1].execution_count = 1
+    ran.metadata["widgets"] = {"state": "kept"}
+    now = new_notebook(cells=[new_markdown_cell("new prose"), new_code_cell("print(1)"), new_markdown_cell("more")])
+    page = build.with_outputs(now, ran)
+    assert [c.source for c in page.cells] == ["new prose", "print(1)", "more"]
+    assert page.cells[1].outputs[0]["text"] == "1\n" and page.cells[1].execution_count == 1
+    assert page.metadata["widgets"] == {"state": "kept"}
+    with pytest.raises(build.BuildError, match="code cells differ"):
+        build.with_outputs(new_notebook(cells=[new_code_cell("print(2)")]), ran)
