@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tiny_runs import tiny_config
 from udalib import reproduce as rep
@@ -147,3 +148,13 @@ def test_a_method_on_one_knobs_pair_starts_from_the_default_pairs_source_stage()
     assert results.MATRIX_KNOBS == ("appearance", "texture", "geometry", "layout")
     for m in results.MATRIX_METHODS:
         assert CATALOGUE[f"{m}_on_layout"].overrides == {"data": {"synthcity_shift": (0.0, 0.0, 0.0, 0.0, 1.0)}}
+
+
+def test_adabn_reads_target_images_not_the_pseudo_labels_a_method_trained_on(tiny_cache, tmp_path):
+    """BAFFT's step 2 names its pseudo-labels as an unresolved ``stage:`` folder; AdaBN after it needs images only."""
+    from udalib.models.trained import build_segmenter
+
+    cfg = tiny_config("bafft", tmp_path)
+    assert cfg.data.pseudo_label_dir == "stage:bafft_step1"
+    model = build_segmenter(dataclasses.replace(cfg.train, pretrained=None), 19)
+    assert rep._adabn(cfg, model, torch.device("cpu")) == 16  # every target-train image of the tiny set, once

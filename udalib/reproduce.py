@@ -17,6 +17,7 @@ replace a record measured on other (or unknown) data stops the command unless ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -120,13 +121,21 @@ def adabn_record(name: str, preset: str, seed: int, **kw) -> dict:
     model = _trained(cfg, device)
     t0 = time.time()
     seen = _adabn(cfg, model, device)
-    res = evaluate(model, build_domains(cfg).target_val_loader(), get_protocol(cfg.data.protocol), device=device)
+    val = build_domains(_images_only(cfg)).target_val_loader()
+    res = evaluate(model, val, get_protocol(cfg.data.protocol), device=device)
     return _record(name, cfg, res, t0, device, adabn_images=seen)
 
 
+def _images_only(cfg: RunConfig) -> RunConfig:
+    """`cfg` without the pseudo-labels its method trained on: AdaBN and evaluation read target images (and val
+    labels) only, and a method's ``stage:`` pseudo-label folder is not resolved here (BAFFT step 2, self-training)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=None))
+
+
 def _adabn(cfg: RunConfig, model: nn.Module, device: torch.device) -> int:
-    """Re-estimate `model`'s BN statistics on `cfg`'s target train in place; the number of images seen."""
-    return adapt_batchnorm(model, build_domains(cfg).pseudo_label_loader(batch=cfg.train.batch_target), device)
+    """Re-estimate `model`'s BN statistics on `cfg`'s target train images in place; the number of images seen."""
+    loader = build_domains(_images_only(cfg)).pseudo_label_loader(batch=cfg.train.batch_target)
+    return adapt_batchnorm(model, loader, device)
 
 
 def shift_record(name: str, preset: str, seed: int, **kw) -> dict:
