@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from train_step import step_setup
+from train_step import step_setup, time_steps
 
 from udalib.losses import feature_banks
 from udalib.methods import bafft
@@ -74,16 +74,10 @@ def fill_banks(method: bafft.BAFFT) -> None:
 
 def measure(device: torch.device, scale: float, iters: int, warmup: int) -> dict:
     step, sizes = step_setup("bafft", "fp32", device=device, scale=scale, prepare=fill_banks)
-    for _ in range(warmup):
+    for _ in range(warmup):  # outside the parts' timers, which count only the timed steps
         step()
     with timed_parts(device) as spent:
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            step()
-        sync()
-        total = (time.perf_counter() - t0) / iters
+        total = time_steps(step, device, iters, warmup=0)
     parts = {name: round(s / iters, 4) for name, s in spent.items()}
     share = {name: float(f"{s / total:.3g}") for name, s in parts.items()}  # tiny on a CPU: keep digits
     return {"s_per_step": round(total, 3), "s_per_step_parts": parts, "share_of_step": share, **sizes}
