@@ -696,6 +696,11 @@ def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
     return rows
 
 
+def _percent(share: float | None) -> str:
+    """A share of the gap as a whole percentage, empty where there is none."""
+    return "" if share is None else f"{100 * share:.0f}%"
+
+
 def _signed(g: dict | None) -> str:
     """A paired difference for a Markdown table: mean ± std, bold where it is beyond the seed-to-seed spread."""
     if g is None:
@@ -721,7 +726,6 @@ def comparison_markdown(preset: str, methods: Sequence[str], root=None) -> str:
             ours = "not measured"
         else:
             ours = f"{r['ours']:.1f}" + ("" if r["std"] is None or math.isnan(r["std"]) else f" ± {r['std']:.1f}")
-        share = lambda x: "" if x is None else f"{100 * x:.0f}%"  # noqa: E731
         vs_adabn = "" if r["method"] == "source_only_adabn" else _signed(r["vs_adabn"])
         cells = [
             f"`{r['method']}`",
@@ -729,9 +733,9 @@ def comparison_markdown(preset: str, methods: Sequence[str], root=None) -> str:
             str(r["seeds"]),
             _signed(r["gain"]),
             vs_adabn,
-            share(r["gap"]),
+            _percent(r["gap"]),
             "—" if r["paper"] is None else f"{r['paper']:.1f}",
-            share(r["paper_gap"]),
+            _percent(r["paper_gap"]),
             "" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -831,9 +835,9 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
                 star = "*" if g["clears"] else " "
                 gstd = "" if math.isnan(g["std"]) else f" ± {g['std']:.1f}"
                 gain = f"{g['mean']:+.1f}{gstd}{star}"
-            gap = "" if r["gap"] is None else f"{100 * r['gap']:.0f}%"
+            gap = _percent(r["gap"])
         paper = "—" if r["paper"] is None else f"{r['paper']:.1f}"
-        paper_gap = "" if r["paper_gap"] is None else f"{100 * r['paper_gap']:.0f}%"
+        paper_gap = _percent(r["paper_gap"])
         lines.append(
             f"{r['method']:<24} {ours:>13} {r['seeds']:>5} {gain:>14} {gap:>5}   {paper:>5} {paper_gap:>5}  "
             f"{r['paper_note']}"
