@@ -332,6 +332,14 @@ def plot_tsne(
     return fig
 
 
+def _peak_scaled(prototypes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, A) prototypes each divided by its peak channel, as the sparsity loss sees them, and (K,) whether a class
+    has a positive peak (rows without one are left as they are)."""
+    peak = prototypes.max(1, keepdims=True)
+    seen = peak[:, 0] > 0
+    return prototypes / np.where(peak > 0, peak, 1.0), seen
+
+
 def plot_prototype_channels(prototypes: Mapping[str, np.ndarray], classes: Sequence[str]) -> Figure:
     """One heatmap per entry: class prototypes (K, A) with each row divided by its maximum channel (what the
     sparsity loss sees), channels sorted by their mean so that shared channels gather on the left."""
@@ -339,8 +347,7 @@ def plot_prototype_channels(prototypes: Mapping[str, np.ndarray], classes: Seque
     axes = np.atleast_1d(fig.subplots(1, len(prototypes)))
     for ax, (name, p) in zip(axes, prototypes.items(), strict=True):
         p = np.nan_to_num(np.asarray(p, dtype=float))
-        peak = np.where(p.max(1, keepdims=True) > 0, p.max(1, keepdims=True), 1.0)
-        scaled = p / peak
+        scaled, _ = _peak_scaled(p)
         im = ax.imshow(scaled[:, np.argsort(-scaled.mean(0))], aspect="auto", cmap="magma", vmin=0, vmax=1)
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
         ax.set_xlabel("channel (sorted by mean)")
@@ -617,9 +624,8 @@ def plot_sparsity(prototypes: np.ndarray, rho: float, classes: Sequence[str], lo
     """What the sparsity term does to class prototypes (K, A) at one rho: each prototype divided by its peak
     channel, the channels below rho pushed towards 0 and those above towards 1 (histogram), and per class the
     share of channels pushed up. `loss`: L_sp at this rho (:func:`udalib.losses.sparsity.prototype_sparsity`)."""
-    p = np.nan_to_num(np.asarray(prototypes, dtype=float))
-    seen = p.max(1) > 0
-    scaled = p[seen] / p[seen].max(1, keepdims=True)
+    scaled, seen = _peak_scaled(np.nan_to_num(np.asarray(prototypes, dtype=float)))
+    scaled = scaled[seen]
     fig = _figure(10, 3.4)
     left, right = fig.subplots(1, 2)
     edges = np.linspace(0, 1, 41)
