@@ -1,13 +1,14 @@
 """A tiny training run in its own process, for the fault-injection and DDP tests.
 
     python -m tests.child_run OUT_DIR ITERS [--method M] [--resume auto] [--slow-writes] [--frozen-bn]
-        [--accum N] [--as-ranks N]
+        [--accum N] [--as-ranks N] [--checkpoint-every N] [--slow-steps]
 
 One intra-op thread, so that every process computes bit for bit the same. ``--slow-writes`` writes each checkpoint
 in small chunks with pauses, so that a kill often lands inside a write. Under ``torchrun``-style environment
 variables (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT) the run is one rank of a DDP run. ``--as-ranks N`` makes a
 single process draw, micro-batch after micro-batch, the batches that N ranks would draw (the DDP test's reference,
-with ``--accum N``). A refused start prints one line and exits with 2, as the CLI does.
+with ``--accum N``). ``--slow-steps`` pauses after every iteration, so that a signal lands mid-run. A refused
+start prints one line and exits with 2, and an interrupted run with 128 + the signal, as the CLI does.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 import torch
 
 from tests.tiny_runs import tiny_config
+from udalib import train as train_module
 from udalib.data.domains import Domains
 from udalib.train import Trainer
+from udalib.user_error import UserError
 
 _save = torch.save
 
@@ -38,6 +41,16 @@ def slow_save(obj, path, *args, **kw) -> None:
             fh.write(data[i : i + 64 * 1024])
             fh.flush()
             time.sleep(0.01)
+
+
+def slow_iteration(poly_factor):
+    """The trainer's poly_factor (called once at the start of every iteration), half a second later."""
+
+    def slow(*args):
+        time.sleep(0.5)
+        return poly_factor(*args)
+
+    return slow
 
 
 def draw_as_ranks(ranks: int) -> None:
@@ -65,18 +78,25 @@ def main() -> int:
     ap.add_argument("--frozen-bn", action="store_true")
     ap.add_argument("--accum", type=int, default=1)
     ap.add_argument("--as-ranks", type=int, default=1)
+    ap.add_argument("--checkpoint-every", type=int, default=1)
+    ap.add_argument("--slow-steps", action="store_true")
     args = ap.parse_args()
+    if args.slow_steps:
+        train_module.poly_factor = slow_iteration(train_module.poly_factor)
     if args.slow_writes:
         torch.save = slow_save
     if args.as_ranks > 1:
         draw_as_ranks(args.as_ranks)
     torch.set_num_threads(1)
     cfg = tiny_config(args.method, Path(args.out_dir), iters=args.iters, init_checkpoint=None)
-    train = dataclasses.replace(cfg.train, checkpoint_every=1, accum=args.accum)
+    train = dataclasses.replace(cfg.train, checkpoint_every=args.checkpoint_every, accum=args.accum)
     if args.frozen_bn:  # BN statistics of a micro-batch would differ between one process and two ranks
         train = dataclasses.replace(train, bn_mode="frozen")
     try:
         Trainer(dataclasses.replace(cfg, resume=args.resume, train=train), progress="none").fit()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     except (ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

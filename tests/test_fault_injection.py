@@ -1,5 +1,6 @@
 """Fault injection on tiny runs in separate processes: kill -9 anywhere (checkpoint writes included), then resume
-and finish bit for bit where an uninterrupted run finishes; two runs started in one folder at once.
+and finish bit for bit where an uninterrupted run finishes; Ctrl-C (SIGINT) and SIGTERM mid-run keep the
+iteration's checkpoint and say how to continue; two runs started in one folder at once.
 
 The counts these tests try are printed (``pytest -s``) and quoted in the README's reliability section.
 """
@@ -96,3 +97,30 @@ def test_two_runs_started_in_one_folder_at_once(tiny_cache, tmp_path, reference)
     assert "is in use by another run (process" in errors or "already holds checkpoints" in errors
     assert _same(_final_weights(tmp_path), reference)  # the run that went on is whole
     assert not (tmp_path / "adaptsegnet_multi" / ".lock").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_keeps_its_iteration_and_resume_auto_ends_where_an_uninterrupted_run_ends(
+    reference, tmp_path, signum
+):
+    """The run checkpoints only at its end (so the kept checkpoint is the signal's), one iteration every half
+    second; the signal comes once two iterations are logged."""
+    out = tmp_path / "interrupted"
+    folder = out / "adaptsegnet_multi"
+    proc = _child(out, "--checkpoint-every", str(100 * ITERS), "--slow-steps")
+    logged = folder / "log.jsonl"
+    assert _wait_for(lambda: logged.exists() and len(logged.read_text().splitlines()) >= 2, proc), proc.stderr.read()
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == 128 + signum
+    err = proc.stderr.read()
+    (kept,) = sorted(folder.glob("checkpoint_*.pt"))
+    step = torch.load(kept, weights_only=True)["step"]
+    assert 2 <= step < ITERS
+    name = signal.Signals(signum).name
+    assert f"{name}: the run stops after the iteration under way" in err
+    assert f"{name} stopped the run after iteration {step} of {ITERS}; kept {kept}; continue the run with " in err
+    assert "-p resume auto (papermill, or the parameters cell) / --resume auto (udalib train)" in err
+    assert "Traceback" not in err
+    resumed = _child(out, "--resume", "auto")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert _same(_final_weights(out), reference)

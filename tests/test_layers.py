@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "config": 0,
     "files": 0,
     "run_folder": 0,
+    "user_error": 0,
     "dataset_roots": 0,
     "data": 1,
     "models": 1,

@@ -12,6 +12,11 @@ from udalib.presets import resolve
 def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), size=(64, 128), **train) -> RunConfig:
     """The quick preset of `method` shrunk to a few images and iterations (same code paths)."""
     cfg = resolve(method, "quick", out_dir=str(tmp_path / method))
+    return shrink(cfg, iters=iters, counts=counts, size=size, **train)
+
+
+def shrink(cfg: RunConfig, *, iters: int = 4, counts=(48, 16, 8), size=(64, 128), **train) -> RunConfig:
+    """`cfg` (a quick run on SynthCity) on a few images of the cache's SynthCity and a few iterations."""
     data = dataclasses.replace(
         cfg.data,
         synthcity_counts=counts,
@@ -34,3 +39,13 @@ def tiny_config(method: str, tmp_path, *, iters: int = 4, counts=(48, 16, 8), si
         **train,
     )
     return dataclasses.replace(cfg, data=data, train=t)
+
+
+def shrink_resolve(iters: int = 2):
+    """A stand-in for ``udalib.presets.resolve`` that shrinks what it resolves (for code that resolves its own
+    configs: the CLI, cached stages, ``udalib reproduce``)."""
+
+    def tiny_resolve(*args, **kw) -> RunConfig:
+        return shrink(resolve(*args, **kw), iters=iters)
+
+    return tiny_resolve

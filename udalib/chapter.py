@@ -30,6 +30,7 @@ from .data.transforms import denormalize
 from .evaluate import EvalResult, evaluate
 from .preset_choice import AUTO, resolve_run
 from .train import TrainResult
+from .user_error import UserError
 
 
 def repository_root(start: Path | None = None) -> Path:
@@ -153,15 +154,25 @@ def setup(
     (:mod:`udalib.preset_choice`). A relative `out_dir` is taken from the repository root. Without `resume` the
     chapter's run starts afresh (re-running a chapter replaces its own run folder's checkpoints);
     ``resume="auto"`` continues it.
+
+    A parameter out of range, a preset that cannot run here, an unconfirmed long run or data that is not there is
+    refused as one :class:`~udalib.user_error.UserError`: the cell shows its message, naming the parameter in
+    papermill's form, and no traceback.
     """
     if out_dir is not None and not Path(out_dir).is_absolute():
         out_dir = str(repository_root() / out_dir)
     say = (lambda line: None) if quiet else print
-    cfg = resolve_run(
-        method, preset, confirm_long_run=confirm_long_run, say=say, out_dir=out_dir, resume=resume, **params
-    )
-    cfg = dataclasses.replace(cfg, overwrite=resume is None)
-    ch = Chapter(cfg, get_protocol(cfg.data.protocol), resolve_device(cfg.train.device), build_domains(cfg))
+    try:
+        cfg = resolve_run(
+            method, preset, confirm_long_run=confirm_long_run, say=say, out_dir=out_dir, resume=resume, **params
+        )
+        cfg = dataclasses.replace(cfg, overwrite=resume is None)
+        ch = Chapter(cfg, get_protocol(cfg.data.protocol), resolve_device(cfg.train.device), build_domains(cfg))
+    except UserError:
+        raise
+    except (ValueError, OSError) as err:
+        # everything here checks the parameters cell against this machine: a refusal to read, not a bug to debug
+        raise UserError(str(err)) from err
     if not quiet:
         print(summary(ch))
     return ch

@@ -1,4 +1,4 @@
-"""The ``udalib`` command: train, evaluate, data (synthcity | check), pseudo-label, reproduce.
+"""The ``udalib`` command: train, evaluate, data (synthcity | check), pseudo-label, reproduce, clean.
 
 Every subcommand uses the same presets as the chapters, so a number is reproducible from either.
 """
@@ -9,16 +9,20 @@ import argparse
 import json
 import sys
 
+# Only light modules at the top: `udalib --help` answers without importing torch; each command imports its own.
 from .config import SHIFT_KNOBS
+from .user_error import UserError
 
+#: Every line is a command a quick run makes true (tests/test_cli.py runs them in this order on a tiny set).
 EXAMPLES = """examples:
-  udalib data synthcity --out data/synthcity                 # the embedded pair (quick size, < 1 min)
-  udalib train --method source_only --preset quick           # CPU, a few minutes, prints per-class IoU
-  udalib train --method adaptsegnet_multi --preset paper --data-root /data/GTA5 --target-root /data/cityscapes
-  udalib evaluate --checkpoint runs/quick/source_only/seed0/checkpoint_0000500.pt
-  udalib evaluate --pred-dir preds/ --gt-dir /data/cityscapes/gtFine/val     # score PNG predictions
-  udalib data check /data/GTA5 --dataset gta5                # find broken pairs before training
-  udalib reproduce --preset quick --methods source_only oracle --seeds 0 1 2
+  udalib train --method source_only --preset quick           # CPU, minutes: per-class IoU on target val
+  udalib train --method oracle --preset quick                # trained on the target labels: the upper bound
+  udalib evaluate --checkpoint runs/quick/source_only/seed0  # a run folder (its last checkpoint) or a file
+  udalib pseudo-label --checkpoint runs/quick/source_only/seed0 --out runs/pseudo_labels
+  udalib data synthcity --out data/synthcity                 # the embedded pair as files (about 2 min)
+  udalib data check data/synthcity/source --dataset gta5     # broken pairs, sizes, unknown ids, before training
+  udalib reproduce --preset quick --methods source_only --seeds 0 1   # records in results/quick/
+  udalib clean                                               # list the old runs kept aside in runs/, and sizes
 """
 
 
@@ -79,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on target val, or score a folder of PNGs")
     _add_checkpoint_args(p)
-    p.add_argument("--checkpoint", help="udalib checkpoint to evaluate (it names its method, model and data)")
+    p.add_argument(
+        "--checkpoint",
+        help="udalib checkpoint to evaluate (it names its method, model and data), or a run folder: its last one",
+    )
     p.add_argument(
         "--ensemble",
         nargs=2,
@@ -124,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pseudo-label", help="write class-wise-thresholded pseudo-labels for target train")
     _add_checkpoint_args(p)
-    p.add_argument("--checkpoint", required=True, help="udalib checkpoint (it names its model and data)")
+    p.add_argument(
+        "--checkpoint", required=True, help="udalib checkpoint (it names its model and data), or a run folder"
+    )
     p.add_argument("--out", required=True, help="folder for <city>/<stem>_pseudo_trainIds.png")
     p.add_argument("--cap", type=float, default=0.9, help="upper bound of the class-wise thresholds")
     p.add_argument("--overwrite", action="store_true")
@@ -137,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--target-root", default=None)
     p.add_argument("--replace", action="store_true", help="replace records measured on other (or unknown) data")
+
+    p = sub.add_parser(
+        "clean", help="list the old runs kept aside (<run>.previous-<time>) with their sizes; --remove deletes them"
+    )
+    p.add_argument("roots", nargs="*", default=["runs"], help="folders to look in (default: runs)")
+    p.add_argument("--remove", action="store_true", help="delete the folders listed (each one is named)")
     return parser
 
 
@@ -151,12 +166,19 @@ def _config(args, **extra):
 
 
 def _load_checkpoint(args, path: str):
-    """(model on the device, the run config stored in the checkpoint with the data roots given on the CLI)."""
+    """(model on the device, the run config stored in the checkpoint with the data roots given on the CLI); `path`
+    is a checkpoint file or a run folder (its last checkpoint)."""
     import dataclasses
+    from pathlib import Path
 
     from .config import resolve_device
     from .models.trained import load_trained_with_config
 
+    if Path(path).is_dir():
+        found = sorted(Path(path).glob("checkpoint_*.pt"))
+        if not found:
+            raise UserError(f"--checkpoint {path}: the folder holds no checkpoint_*.pt (a run folder's checkpoints)")
+        path = str(found[-1])
     device = resolve_device(args.device)
     model, cfg = load_trained_with_config(path, device)
     moved = {k: v for k, v in dict(source_root=args.data_root, target_root=args.target_root).items() if v}
@@ -165,7 +187,7 @@ def _load_checkpoint(args, path: str):
     return model, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **moved))
 
 
-def cmd_train(args) -> int:
+def cmd_train(args, argv: list[str] | None = None) -> int:
     from . import methods, results, stages
 
     if args.list:
@@ -182,7 +204,15 @@ def cmd_train(args) -> int:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, overwrite=True)
-    res = stages.run(cfg)
+    from .train import RunInterrupted
+
+    try:
+        res = stages.run(cfg)
+    except RunInterrupted as err:
+        print(f"udalib train: {err}", file=sys.stderr)
+        if err.checkpoint.parent == cfg.final_checkpoint.parent:  # this run, not a cached stage it starts from
+            print(f"  udalib {_continuing(sys.argv[1:] if argv is None else argv)}", file=sys.stderr)
+        return err.exit_code
     print(res.final.table())
     print(f"last checkpoint: {cfg.final_checkpoint}; metrics: {res.out_dir / 'metrics.json'}")
     if res.best is not None:
@@ -191,7 +221,35 @@ def cmd_train(args) -> int:
         metrics = json.loads((res.out_dir / "metrics.json").read_text())
         record = results.record_from_metrics(metrics, cfg)
         print(f"recorded in {results.append_record(record, replace=args.replace)}")
+    print(next_steps(cfg))
     return 0
+
+
+def _continuing(argv: list[str]) -> str:
+    """The `udalib train` command line `argv` made to continue its run: ``--resume auto``, no ``--overwrite``."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg == "--overwrite" or arg.startswith("--resume="):
+            skip = False
+            continue
+        skip = arg == "--resume"
+        if not skip:
+            kept.append(arg)
+    return shlex.join([*kept, "--resume", "auto"])
+
+
+def next_steps(cfg) -> str:
+    """What to try after a run: the other baseline, a chapter, scoring the run folder just written."""
+    other, why = ("source_only", "the lower bound") if cfg.method == "oracle" else ("oracle", "the upper bound")
+    steps = [
+        (f"udalib train --method {other} --preset {cfg.preset}", f"{why}, on the same data"),
+        ("papermill notebooks/adaptsegnet.ipynb adaptsegnet.ipynb", "a chapter: the first adaptation method"),
+        (f"udalib evaluate --checkpoint {cfg.out_dir}", "score this run's last checkpoint again"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    return "next:\n" + "\n".join(f"  {command:{width}}  # {why}" for command, why in steps)
 
 
 def cmd_evaluate(args) -> int:
@@ -274,6 +332,28 @@ def cmd_pseudo_label(args) -> int:
     return 0
 
 
+def cmd_clean(args) -> int:
+    import shutil
+
+    from .run_folder import kept_aside
+
+    found = [(path, size) for root in args.roots for path, size in kept_aside(root)]
+    for path, size in found:
+        if args.remove and path.is_dir():
+            shutil.rmtree(path)
+        elif args.remove:
+            path.unlink()
+        print(f"{'removed' if args.remove else 'kept aside'}  {size / 2**20:8.1f} MB  {path}")
+    total = sum(size for _, size in found) / 2**20
+    if not found:
+        print(f"no old runs kept aside in {', '.join(args.roots)}")
+    elif args.remove:
+        print(f"{len(found)} old run(s) removed, {total:.1f} MB freed")
+    else:
+        print(f"{len(found)} old run(s), {total:.1f} MB; `udalib clean --remove` deletes them")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
@@ -292,14 +372,18 @@ def cmd_reproduce(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
-        "train": cmd_train,
+        "train": lambda a: cmd_train(a, argv),
         "evaluate": cmd_evaluate,
         "data": cmd_data,
         "pseudo-label": cmd_pseudo_label,
         "reproduce": cmd_reproduce,
+        "clean": cmd_clean,
     }[args.command]
     try:
         return handler(args)
+    except UserError as err:  # a refusal: its message is the whole story, no traceback
+        print(f"udalib {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
     except (ValueError, OSError, RuntimeError) as err:
         print(f"udalib {args.command}: error: {err}", file=sys.stderr)
         return 2

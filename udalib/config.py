@@ -8,15 +8,17 @@ hyperparameters (with the paper's values) are its config dataclass in ``udalib/m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is resolved, so that `udalib --help` starts without it
+    import torch
 
 #: Label value of pixels that carry no class (void, unlabelled, below a pseudo-label threshold).
 IGNORE_INDEX = 255
@@ -169,13 +171,24 @@ class RunConfig:
         return d
 
     def identity(self) -> dict:
-        """What names a cached run: :meth:`to_dict` without the data and training fields left at their defaults,
-        so that a field added to DataConfig or TrainConfig later (at a default that keeps the old behaviour) does
-        not rename, and so retrain, every cached stage."""
+        """What names a cached run: its settings and the content of the files it reads, never where they are.
+
+        :meth:`to_dict` without where the run is written (``out_dir``, ``resume``, ``overwrite``), with every path
+        it reads as :func:`portable_path` names it (inside the cache relative to it, elsewhere by content), and
+        without the data and training fields left at their defaults, so that a field added to DataConfig or
+        TrainConfig later (at a default that keeps the old behaviour) does not rename, and so retrain, every
+        cached stage. A cache copied to another folder or machine keeps its names.
+        """
         d = self.to_dict()
+        for name in RUN_LOCATION_FIELDS:
+            d.pop(name)
         for part, kind in (("data", DataConfig), ("train", TrainConfig)):
             defaults = field_defaults(kind)
-            d[part] = {k: v for k, v in d[part].items() if k not in defaults or defaults[k] != v}
+            d[part] = {
+                k: portable_path(v) if k in PATH_FIELDS[part] else v
+                for k, v in d[part].items()
+                if k not in defaults or defaults[k] != v
+            }
         return d
 
     @classmethod
@@ -193,6 +206,56 @@ class RunConfig:
     def final_checkpoint(self) -> Path:
         """The checkpoint the run ends with: every later stage, evaluation and record reads this one."""
         return self.checkpoint_path(self.train.iters)
+
+
+#: RunConfig fields that say where a run is written and how it starts, not what it is.
+RUN_LOCATION_FIELDS = ("out_dir", "resume", "overwrite")
+#: The fields of DataConfig and TrainConfig that may hold a path (to data, a checkpoint, pseudo-labels).
+PATH_FIELDS = {
+    "data": ("source_root", "target_root", "pseudo_label_dir"),
+    "train": ("pretrained", "init_checkpoint"),
+}
+
+
+def portable_path(value: str | None) -> str | None:
+    """A path field as a cache key names it, the same on every machine the cache is copied to.
+
+    Inside the cache (:func:`cache_root`) a path is named relative to it (``"$UDABOOK_CACHE/synthcity-..."``):
+    the cache's own folder names are keys of their content (a SynthCity set's generator version and spec, a
+    stage's config). Elsewhere an existing file or folder is named by its content (:func:`content_digest`), and
+    anything else (``None``, ``"imagenet"``, a ``stage:`` reference) stays as it is.
+
+    Example: with ``UDABOOK_CACHE=/a/cache``, ``portable_path("/a/cache/synthcity-128x256-0123456789")`` is
+    ``"$UDABOOK_CACHE/synthcity-128x256-0123456789"``, as it is with the cache moved to ``/b/cache``.
+    """
+    if value is None or value.startswith(STAGE_PREFIX):
+        return value
+    path, cache = Path(value).resolve(), cache_root().resolve()
+    if path.is_relative_to(cache):  # whether or not it exists yet (a SynthCity set is generated on first use)
+        return "$UDABOOK_CACHE/" + path.relative_to(cache).as_posix()
+    if not path.exists():
+        return value
+    stat = path.stat()
+    return f"content:{content_digest(path, stat.st_mtime_ns, stat.st_size)}"
+
+
+@functools.lru_cache(maxsize=64)
+def content_digest(path: Path, mtime_ns: int, size: int) -> str:
+    """A short hash of a file's bytes, or of a folder's listing (every file's relative path and size): cheap enough
+    for a dataset of tens of thousands of images, and it changes when a file is added, removed or resized. Cached
+    in the process per (path, modification time, size)."""
+    digest = hashlib.sha1()
+    if path.is_file():
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    else:
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                file = Path(folder) / name
+                digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\n".encode())
+    return digest.hexdigest()[:10]
 
 
 def field_defaults(kind: type) -> dict[str, Any]:
@@ -221,6 +284,8 @@ def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

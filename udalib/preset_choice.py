@@ -23,6 +23,7 @@ from .config import RunConfig, resolve_device
 from .data import synthcity
 from .dataset_roots import ENV, config_file, configured_roots
 from .presets import resolve
+from .user_error import UserError, setting
 
 AUTO = "auto"
 #: Rough seconds per training iteration of the presets' batches, by device type and backbone, for the estimate
@@ -34,11 +35,11 @@ SECONDS_PER_ITER = {
 LONG_RUN_HOURS = 1.0
 
 
-class ChoiceError(ValueError):
+class ChoiceError(UserError, ValueError):
     """The requested preset cannot run here; the message lists everything missing."""
 
 
-class LongRunError(RuntimeError):
+class LongRunError(UserError, RuntimeError):
     """A run would take hours and was not confirmed."""
 
 
@@ -57,10 +58,12 @@ def _missing(dataset: str, data_root: str | None, target_root: str | None, cuda:
     missing = [] if cuda else ["a CUDA device (torch.cuda.is_available() is False here)"]
     if dataset != "synthcity":
         if not (data_root or roots.get(dataset)):
-            missing.append(f"the {dataset} root (data_root / --data-root, or {ENV[dataset]}, or {config_file()})")
+            missing.append(
+                f"the {dataset} root ({setting('data_root', 'PATH')}, or {ENV[dataset]}, or {config_file()})"
+            )
         if not (target_root or roots.get("cityscapes")):
             missing.append(
-                f"the Cityscapes root (target_root / --target-root, or {ENV['cityscapes']}, or {config_file()})"
+                f"the Cityscapes root ({setting('target_root', 'PATH')}, or {ENV['cityscapes']}, or {config_file()})"
             )
     return missing
 
@@ -117,8 +120,8 @@ def check_duration(cfg: RunConfig, device: torch.device, *, iters_given: bool, c
         return
     raise LongRunError(
         f"{cfg.method} for {cfg.train.iters:,} iterations would take about {hours:.1f} h on {device.type}; "
-        "set confirm_long_run=True (udalib train --confirm-long-run) to start it"
-        + ("" if device.type == "cuda" else ", or run it on a CUDA machine")
+        f"set confirm_long_run to start it: {setting('confirm_long_run', True)}"
+        + ("" if device.type == "cuda" else "; or run it on a CUDA machine")
     )
 
 

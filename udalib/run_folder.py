@@ -11,14 +11,18 @@ import dataclasses
 import errno
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .config import STAGE_PREFIX, DataConfig, RunConfig, TrainConfig, field_defaults
 from .files import move_aside
+from .user_error import UserError
 
 LOCK_FILE = ".lock"
+#: The name :func:`udalib.files.move_aside` gives what it keeps: ``<name>.previous-<YYYYmmdd-HHMMSS>[-<n>]``.
+KEPT_ASIDE = re.compile(r".+\.previous-\d{8}-\d{6}(-\d+)?")
 
 #: Settings a resumed run may change: where and how often it reports, how long it trains, where it runs.
 RESUMABLE_CHANGES = frozenset(
@@ -36,7 +40,7 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError, RuntimeError):
     """The run folder cannot be used as asked (nothing to resume, another run's checkpoint, locked)."""
 
 
@@ -153,6 +157,28 @@ class RunFolder:
         finally:
             if _read_pid(lock) == os.getpid():
                 lock.unlink(missing_ok=True)
+
+
+def kept_aside(root: str | os.PathLike) -> list[tuple[Path, int]]:
+    """The old runs moved aside under `root` (starting over with ``overwrite``, re-running a chapter), each with its
+    size in bytes, in name order (a run's copies oldest first); what lies inside one of them is not listed again.
+
+    Example: after two re-runs of a chapter, ``kept_aside("runs")`` lists ``runs/quick/advent.previous-20260101-
+    120000`` and ``runs/quick/advent.previous-20260101-130000`` with their sizes."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            if KEPT_ASIDE.fullmatch(name):
+                path = Path(folder) / name
+                found.append((path, _size(path)))
+        dirs[:] = sorted(d for d in dirs if not KEPT_ASIDE.fullmatch(d))
+    return sorted(found)
+
+
+def _size(path: Path) -> int:
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum((Path(folder) / f).stat().st_size for folder, _, files in os.walk(path) for f in files)
 
 
 def _read_pid(lock: Path) -> int | None:

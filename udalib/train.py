@@ -14,7 +14,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import RunConfig, resolve_device
+from .config import RunConfig, cache_root, resolve_device
 from .data.domains import Domains, build_domains
 from .data.labels import get_protocol
 from .data.preflight import preflight
@@ -37,6 +40,7 @@ from .models.checkpoints import read_checkpoint
 from .models.trained import TRAINER_KEYS, build_segmenter, load_weights
 from .results import data_identity
 from .run_folder import RunFolder, RunFolderError
+from .user_error import UserError, setting
 
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed helpers (torchrun): each rank draws its own batches; gradients are averaged before every step.
@@ -144,6 +148,50 @@ class DiskFullError(OSError):
     """A checkpoint could not be written for lack of space: the previous checkpoint and the log are kept."""
 
 
+class RunInterrupted(UserError):
+    """SIGINT (Ctrl-C, a notebook's interrupt) or SIGTERM stopped the run after an iteration: its checkpoint is kept,
+    and ``--resume auto`` continues the run exactly. ``udalib`` exits with 128 + the signal's number."""
+
+    def __init__(self, message: str, *, signum: int, checkpoint: Path):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+        self.checkpoint = checkpoint
+
+
+class _StopRequests:
+    """SIGINT and SIGTERM while a run trains: the first asks the loop to stop once the iteration under way is done
+    (it writes that iteration's checkpoint, atomically as every other); a second one stops at once, keeping the
+    checkpoints already written. Only in the main thread of a single process: DDP ranks would stop at different
+    iterations and wait for each other forever."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if self.enabled:
+            self.signum = None
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name}: the run stops after the iteration under way and keeps its checkpoint "
+            "(a second Ctrl-C stops at once, keeping only the checkpoints already written)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, *, progress: str = "bar"):
         self.cfg = cfg
@@ -155,6 +203,7 @@ class Trainer:
         self.protocol = get_protocol(cfg.data.protocol)
         self.out_dir = Path(cfg.out_dir)
         self.folder = RunFolder(cfg)
+        self.stop = _StopRequests(enabled=self.world == 1)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, model, opt, method, scaler) -> Path:
@@ -217,8 +266,11 @@ class Trainer:
                 pass
             aside = self.folder.move_aside()
             if aside is not None:
-                print(f"the previous run in {self.out_dir} was moved to {aside}")
-        with self.folder.lock():
+                print(
+                    f"the previous run in {self.out_dir} was moved to {aside} (`udalib clean` lists the runs kept "
+                    "aside, with their sizes, and removes them)"
+                )
+        with self.folder.lock(), self.stop:
             return self._run(parts, candidates)
 
     def _build(self, *, fresh: bool) -> _Parts:
@@ -305,7 +357,26 @@ class Trainer:
             if scaler is not None:
                 scaler.update()
             books.after_step(step + 1, model, opt, method, scaler)
+            if self.stop.signum is not None and step + 1 < t.iters:
+                raise self._interrupted(step + 1, model, opt, method, scaler)
         return books.close(model, method)
+
+    def _interrupted(self, done: int, model, opt, method, scaler) -> RunInterrupted:
+        """Keep the checkpoint of iteration `done` (unless the cadence just wrote it) and say how to go on."""
+        path = self.cfg.checkpoint_path(done)
+        if not path.exists():
+            self.save_checkpoint(done, model, opt, method, scaler)
+        how = (
+            "the cached stage continues from it the next time it is needed (run the same command or cell again)"
+            if Path(self.cfg.out_dir).resolve().is_relative_to(cache_root().resolve())
+            else f"continue the run with {setting('resume', 'auto')}"
+        )
+        name = signal.Signals(self.stop.signum).name
+        return RunInterrupted(
+            f"{name} stopped the run after iteration {done:,} of {self.cfg.train.iters:,}; kept {path}; {how}",
+            signum=self.stop.signum,
+            checkpoint=path,
+        )
 
     def _load(self, state: dict, model, opt, method, scaler) -> int:
         model.load_state_dict(state["model"])

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from udalib.data.labels import IGNORE_INDEX, Protocol
 from udalib.data.transforms import ToTensor, resize_label
+from udalib.user_error import UserError
 
 #: Every id of the official Cityscapes labelIds encoding (0..33; license plate's -1 is stored as 255 in uint8).
 CITYSCAPES_KNOWN_IDS: frozenset[int] = frozenset(lab.id % 256 for lab in _cs.labels)
@@ -46,7 +47,7 @@ class LabelFormatError(ValueError):
     """A label file decodes but is not in the expected encoding (8-bit SYNTHIA labels, colour-coded labels)."""
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The run's data cannot be trained on: the message lists every problem found (``udalib.data.preflight``)."""
 
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+import time
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from ..config import SHIFT_KNOBS, DataConfig, cache_key, cache_root
 from ..files import atomic_write, move_aside
@@ -691,7 +694,8 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def _write_chunk(args: tuple[SynthCitySpec, str, str, list[int], str]) -> None:
+def _write_chunk(args: tuple[SynthCitySpec, str, str, list[int], str]) -> int:
+    """Render and write the images `indices` of one split; returns how many were written (for the progress bar)."""
     spec, domain, split, indices, out = args
     root = Path(out)
     for i in indices:
@@ -703,6 +707,12 @@ def _write_chunk(args: tuple[SynthCitySpec, str, str, list[int], str]) -> None:
             img_rel, lbl_rel = _target_path(split, i)
         _write_png(root / domain / img_rel, image)
         _write_png(root / domain / lbl_rel, label_ids)
+    return len(indices)
+
+
+#: Images per task of the worker pool: small enough for the progress bar to move often, large enough to keep the
+#: pool's overhead negligible.
+CHUNK = 16
 
 
 def generate(
@@ -731,6 +741,7 @@ def generate(
         print(f"{root} moved to {move_aside(root)}")
     n = spec.n_source + spec.n_target_train + spec.n_target_val
     print(f"generating SynthCity: {n:,} images at {spec.height}x{spec.width} into {root}", flush=True)
+    t0 = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     jobs = [
         ("source", "train", spec.n_source),
@@ -738,14 +749,22 @@ def generate(
         ("target", "val", spec.n_target_val),
     ]
     workers = workers or min(os.cpu_count() or 1, 8)
-    chunks = [(spec, d, s, list(range(k, n, workers)), str(root)) for d, s, n in jobs for k in range(workers)]
-    if workers == 1:
-        for c in chunks:
-            _write_chunk(c)
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_write_chunk, chunks))
+    chunks = [
+        (spec, domain, split, list(range(k, min(k + CHUNK, count))), str(root))
+        for domain, split, count in jobs
+        for k in range(0, count, CHUNK)
+    ]
+    # a text bar (not a notebook widget): it reads the same in a terminal, a notebook and papermill's output
+    with tqdm(total=n, unit="image", desc="SynthCity", mininterval=1.0, file=sys.stderr) as bar:
+        if workers == 1:
+            for c in chunks:
+                bar.update(_write_chunk(c))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for written in pool.map(_write_chunk, chunks):
+                    bar.update(written)
     meta.write_text(json.dumps(stored_meta(spec), indent=2))
+    print(f"SynthCity: {n:,} images written in {time.perf_counter() - t0:.0f} s by {workers} process(es)", flush=True)
     return root
 
 
