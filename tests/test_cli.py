@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.tiny_runs import tiny_config
-from udalib import cli, methods
+from tests.tiny_runs import shrink_resolve, tiny_config
+from udalib import cli, methods, preset_choice, reproduce, results, stages
 from udalib.train import Trainer
 
 
@@ -86,3 +90,69 @@ def test_resume_as_another_method_exits_2_naming_the_fields(tiny_run, capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert "belongs to another run" in err and "method: 'adaptsegnet_multi' in the checkpoint, 'minent' now" in err
+
+
+def test_help_answers_without_importing_torch():
+    """`udalib --help` parses before any command imports its modules (measured: `time udalib --help`)."""
+    code = (
+        "import sys\nfrom udalib import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "examples:" in out and out.splitlines()[-1] == "no torch"
+
+
+def test_every_example_of_the_help_is_true_after_a_quick_run(tiny_cache, tmp_path, monkeypatch, capsys):
+    """The examples, in their order, from a fresh folder, each on the tiny set (the quick preset's resolution
+    shrunk to a few images and iterations; the generated pair at a tiny size): every one exits 0."""
+    tiny = shrink_resolve(iters=2)
+    for module in (preset_choice, stages, reproduce):
+        monkeypatch.setattr(module, "resolve", tiny)
+    monkeypatch.setattr(results, "default_root", lambda: tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    examples = [line.split("#")[0].split() for line in cli.EXAMPLES.splitlines()[1:]]
+    assert len(examples) >= 6 and all(e[0] == "udalib" for e in examples)
+    for argv in examples:
+        tiny_args = ["--size", "32", "64", "--counts", "4", "2", "2"] if argv[1:3] == ["data", "synthcity"] else []
+        assert cli.main(argv[1:] + tiny_args) == 0, argv
+        out = capsys.readouterr().out
+        if argv[1:3] == ["train", "--method"]:  # the main job ends with the next things to try
+            assert "next:\n  udalib train --method" in out and "udalib evaluate --checkpoint runs/quick/" in out
+        if argv[1:] == ["clean"]:  # the run started over was kept aside
+            assert "kept aside" in out and "runs/quick/source_only/seed0.previous-" in out
+    assert (tmp_path / "results" / "quick" / "source_only.json").is_file()
+
+
+def test_the_readme_quick_start_commands_are_examples_of_the_help():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = {" ".join(line.split("#")[0].split()) for line in cli.EXAMPLES.splitlines()[1:]}
+    quoted = re.findall(r"`(udalib [^`]+)`", quick_start) + re.findall(r"&& (udalib [^`\n]+)", quick_start)
+    # a command's bare name (`udalib train`) and the options that only print (--list, --help) run nothing
+    runnable = [c for c in quoted if len(c.split()) > 2 and "--list" not in c and "--help" not in c]
+    assert runnable and all(" ".join(c.split()) in commands for c in runnable), runnable
+
+
+def test_clean_lists_the_runs_kept_aside_with_sizes_and_removes_only_them(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    (runs / "quick" / "advent").mkdir(parents=True)
+    aside = runs / "quick" / "advent.previous-20260101-120000"
+    (aside / "tb").mkdir(parents=True)
+    (aside / "checkpoint_0000002.pt").write_bytes(b"x" * 2**20)
+    (aside / "tb" / "events").write_bytes(b"x" * 2**19)
+    (aside / "tb" / "old.previous-20250101-000000").write_bytes(b"")  # inside a kept run: not listed again
+    assert cli.main(["clean", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"kept aside       1.5 MB  {aside}" in out and "1 old run(s), 1.5 MB; `udalib clean --remove`" in out
+    assert aside.exists()  # listing deletes nothing
+    assert cli.main(["clean", str(runs), "--remove"]) == 0
+    assert f"removed       1.5 MB  {aside}" in capsys.readouterr().out
+    assert not aside.exists() and (runs / "quick" / "advent").is_dir()
+    assert cli.main(["clean", str(runs)]) == 0
+    assert "no old runs kept aside" in capsys.readouterr().out
+
+
+def test_the_command_that_continues_an_interrupted_run():
+    argv = ["train", "--method", "advent", "--overwrite", "--resume", "x.pt", "--iters", "9"]
+    assert cli._continuing(argv) == "train --method advent --iters 9 --resume auto"
+    assert cli._continuing(["train", "--resume=auto"]) == "train --resume auto"

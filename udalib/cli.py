@@ -19,10 +19,12 @@ EXAMPLES = """examples:
   udalib train --method oracle --preset quick                # trained on the target labels: the upper bound
   udalib evaluate --checkpoint runs/quick/source_only/seed0  # a run folder (its last checkpoint) or a file
   udalib pseudo-label --checkpoint runs/quick/source_only/seed0 --out runs/pseudo_labels
-  udalib data synthcity --out data/synthcity                 # the embedded pair as files (about 2 min)
+  udalib train --method source_only --preset quick --overwrite   # start over: the old run is moved aside
+  udalib clean                                               # list the old runs kept aside in runs/, with sizes
+  udalib clean --remove                                      # delete them, naming each one
+  udalib data synthcity --out data/synthcity                 # the embedded pair as files (under a minute)
   udalib data check data/synthcity/source --dataset gta5     # broken pairs, sizes, unknown ids, before training
   udalib reproduce --preset quick --methods source_only --seeds 0 1   # records in results/quick/
-  udalib clean                                               # list the old runs kept aside in runs/, and sizes
 """
 
 
