@@ -199,3 +199,20 @@ def test_a_run_that_does_not_say_where_its_data_is(tmp_path):
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source_root=None, target_root=None))
     report = check_run_data(cfg)
     assert report.errors == ["no target_root and no source_root given: the run does not say where its data is"]
+
+
+def test_the_check_s_time_leaves_out_the_generation_before_it(sc, monkeypatch):
+    """The plan may generate SynthCity first (minutes); the time the check reports is its own."""
+    import time
+
+    from udalib.data import preflight as module
+
+    real = module.ensure_synthcity
+
+    def slow_generation(cfg):
+        time.sleep(1.0)
+        return real(cfg)
+
+    monkeypatch.setattr(module, "ensure_synthcity", slow_generation)
+    report = check_run_data(sc_config(sc))
+    assert report.ok and report.seconds < 1.0

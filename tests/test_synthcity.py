@@ -206,3 +206,14 @@ def test_labels_can_be_scored_at_a_resized_protocol(tmp_path):
     assert data_identity(half)["eval_label_size"] == [16, 32]  # the records say how they were scored
     with pytest.raises(ValueError, match="eval_label_size must be"):
         DataConfig(eval_label_size=(0, 32))
+
+
+def test_generation_shows_a_bar_over_the_images_and_its_own_time(tmp_path, capsys):
+    spec = SynthCitySpec(height=16, width=32, n_source=20, n_target_train=3, n_target_val=2)
+    pooled = generate(tmp_path / "pooled", spec, workers=2)
+    out, err = capsys.readouterr()
+    assert "generating SynthCity: 25 images at 16x32" in out and "25 images written in" in out
+    assert "SynthCity: 100%" in err and "25/25" in err
+    alone = generate(tmp_path / "alone", spec, workers=1)  # the same images whichever process draws them
+    for path in sorted(pooled.rglob("*.png")):
+        assert path.read_bytes() == (alone / path.relative_to(pooled)).read_bytes()
