@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from tests.tiny_runs import shrink_resolve, tiny_config
-from udalib import stages
+from udalib import reproduce, stages
 from udalib.config import portable_path
 
 
@@ -32,6 +32,8 @@ def test_a_copied_cache_trains_no_shared_stage(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "training stage" not in out and "generating SynthCity" not in out
     assert result.final is not None
+    # the stage's stored config names the old place: still the same run (`udalib reproduce` reads it as finished)
+    assert reproduce.run_once(stages.stage_config(again, "source_only"))["method"] == "source_only"
 
 
 def test_paths_are_named_relative_to_the_cache_or_by_content(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import STAGE_PREFIX, DataConfig, RunConfig, TrainConfig, field_defaults
+from .config import PATH_FIELDS, STAGE_PREFIX, DataConfig, RunConfig, TrainConfig, cache_root, field_defaults
 from .files import move_aside
 from .user_error import UserError
 
@@ -56,14 +56,18 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
 
 def config_differences(stored: dict, cfg: RunConfig) -> dict[str, tuple[object, object]]:
     """{field: (stored, now)} for every field that differs and that a resume may not change. A ``stage:`` reference
-    not resolved yet is not compared (the trainer compares the resolved one)."""
+    not resolved yet is not compared (the trainer compares the resolved one), nor, for a run in the cache, the
+    paths it reads: its folder's name is the key of their content (:meth:`RunConfig.identity`), and the cache may
+    have been copied to another place since the run was stored."""
     before, now = _flat(stored), _flat(json.loads(cfg.describe()))
+    in_cache = Path(cfg.out_dir).resolve().is_relative_to(cache_root().resolve())
+    moved = {f"{part}.{name}" for part, names in PATH_FIELDS.items() for name in names} if in_cache else set()
     # a field added to the configs after the run was stored is the same run when it holds its default
     defaults = _flat(json.loads(json.dumps({"data": field_defaults(DataConfig), "train": field_defaults(TrainConfig)})))
     diff = {}
     for key in sorted(set(before) | set(now)):
         a, b = before.get(key), now.get(key)
-        if key not in before and key in defaults and b == defaults[key]:
+        if key in moved or (key not in before and key in defaults and b == defaults[key]):
             continue
         if a != b and key not in RESUMABLE_CHANGES and not (isinstance(b, str) and b.startswith(STAGE_PREFIX)):
             diff[key] = (a, b)

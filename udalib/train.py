@@ -362,10 +362,9 @@ class Trainer:
         return books.close(model, method)
 
     def _interrupted(self, done: int, model, opt, method, scaler) -> RunInterrupted:
-        """Keep the checkpoint of iteration `done` (unless the cadence just wrote it) and say how to go on."""
-        path = self.cfg.checkpoint_path(done)
-        if not path.exists():
-            self.save_checkpoint(done, model, opt, method, scaler)
+        """Keep the checkpoint of iteration `done` and say how to go on (written even where the cadence has just
+        written it: a file of that name left by an earlier, corrupt attempt must not pass for it)."""
+        path = self.save_checkpoint(done, model, opt, method, scaler)
         how = (
             "the cached stage continues from it the next time it is needed (run the same command or cell again)"
             if Path(self.cfg.out_dir).resolve().is_relative_to(cache_root().resolve())
