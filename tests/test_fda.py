@@ -8,13 +8,16 @@ import torch
 from udalib.data.fda import fda_source_to_target, low_frequency_mask
 
 
-def test_beta_zero_is_the_identity_and_the_mask_is_the_centred_square():
-    g = torch.Generator().manual_seed(0)
-    src = torch.rand(3, 32, 48, generator=g) * 255
-    tgt = torch.rand(3, 32, 48, generator=g) * 255
-    torch.testing.assert_close(fda_source_to_target(src, tgt, beta=0.0), src, atol=1e-3, rtol=0)
+def test_the_window_is_the_centred_square_and_holds_the_mean_colour_even_at_b_zero():
     m = low_frequency_mask(32, 48, 0.1)  # b = 3: a 7 x 7 square around (16, 24)
     assert m.sum() == 49 and m[16, 24] and m[13, 21] and not m[12, 24]
+    m0 = low_frequency_mask(32, 48, 0.01)  # b = floor(0.32) = 0: the zero frequency alone (released numpy window)
+    assert m0.sum() == 1 and m0[16, 24]
+    # by hand: swapping only the zero frequency moves every pixel by the difference of the means, 200 - 50
+    src = torch.zeros(3, 32, 48)
+    src[:, :, 24:] = 100.0
+    tgt = torch.full((3, 32, 48), 200.0)
+    torch.testing.assert_close(fda_source_to_target(src, tgt, beta=0.01), src + 150.0, atol=1e-3, rtol=0)
 
 
 def test_the_global_colour_comes_from_the_target_and_the_edges_stay_the_sources():
