@@ -13,18 +13,23 @@ import sys
 from .config import SHIFT_KNOBS
 from .user_error import UserError
 
-#: Every line is a command a quick run makes true (tests/test_cli.py runs them in this order on a tiny set).
+#: Every command is one a quick run makes true (tests/test_cli.py runs them in this order on a tiny set).
 EXAMPLES = """examples:
-  udalib train --method source_only --preset quick           # CPU, minutes: per-class IoU on target val
-  udalib train --method oracle --preset quick                # trained on the target labels: the upper bound
-  udalib evaluate --checkpoint runs/quick/source_only/seed0  # a run folder (its last checkpoint) or a file
-  udalib pseudo-label --checkpoint runs/quick/source_only/seed0 --out runs/pseudo_labels
-  udalib train --method source_only --preset quick --overwrite   # start over: the old run is moved aside
-  udalib clean                                               # list the old runs kept aside in runs/, with sizes
-  udalib clean --remove                                      # delete them, naming each one
-  udalib data synthcity --out data/synthcity                 # the embedded pair as files (under a minute)
-  udalib data check data/synthcity/source --dataset gta5     # broken pairs, sizes, unknown ids, before training
-  udalib reproduce --preset quick --methods source_only --seeds 0 1   # records in results/quick/
+  # the main job (CPU, minutes), then the upper bound: trained on the target labels
+  udalib train --method source_only --preset quick
+  udalib train --method oracle --preset quick
+  # score a run folder (its last checkpoint; a checkpoint file works too), label with it
+  udalib evaluate --checkpoint runs/quick/source_only/seed0
+  udalib pseudo-label --checkpoint runs/quick/source_only/seed0 --out runs/pl
+  # start over (the old run is moved aside), list the old runs with sizes, delete them
+  udalib train --method source_only --preset quick --overwrite
+  udalib clean
+  udalib clean --remove
+  # the embedded pair as files (under a minute), checked as a GTA5 folder
+  udalib data synthcity --out data/synthcity
+  udalib data check data/synthcity/source --dataset gta5
+  # records of methods x seeds in results/quick/
+  udalib reproduce --preset quick --methods source_only --seeds 0 1
 """
 
 
