@@ -14,6 +14,7 @@ from udalib.losses.maxsquare import iw_maxsquare_loss, iw_weights, maxsquare_los
 from udalib.losses.orthogonality import prototype_entropy
 from udalib.losses.prototypes import class_prototypes
 from udalib.losses.sparsity import prototype_sparsity
+from udalib.presets import resolve
 from udalib.train import Trainer
 
 
@@ -84,6 +85,29 @@ def test_sparsity_rewards_prototypes_with_few_strong_channels():
     assert prototype_sparsity(torch.tensor([[2.0, 0.0]])).item() == pytest.approx(-0.25)  # (1 - .5)^2, (0 - .5)^2
     assert prototype_sparsity(torch.tensor([[1.0, 0.5]])).item() == pytest.approx(-0.125)
     assert prototype_sparsity(torch.zeros(2, 4)).item() == 0.0  # a zero prototype is left out
+
+
+def test_centroid_smoothing_is_the_released_moving_average_and_keeps_absent_classes():
+    from udalib.methods import build_method
+
+    cfg = dataclasses.replace(resolve("ortho_cluster", "quick").method_cfg, centroid_smoothing=0.5)
+    m = build_method("ortho_cluster", cfg, 3, feature_dim=2, total_iters=10)
+    # step 1: class 0 alone, batch mean (3, 0); no average yet, so the average is the batch's (detached) and the
+    # gradient reaching a feature is s / 2 = 0.25 (0.5 · c + 0.5 · c.detach())
+    f1 = torch.tensor([[2.0, 0.0], [4.0, 0.0]], requires_grad=True)
+    c, known = m._prototypes(f1, torch.tensor([0, 0]))
+    assert c[0].tolist() == [3.0, 0.0] and known.tolist() == [True, False, False]
+    c[0, 0].backward()
+    assert f1.grad[:, 0].tolist() == [0.25, 0.25]
+    # step 2: class 0's batch mean (1, 0) meets its average (3, 0): (2, 0); class 1 is new: its batch mean (0, 2)
+    c, known = m._prototypes(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
+    assert c[:2].tolist() == [[2.0, 0.0], [0.0, 2.0]] and known.tolist() == [True, True, False]
+    # step 3: class 1 alone, (0, 4) with (0, 2): (0, 3); class 0, absent, keeps its average (2, 0) and stays seen
+    c, known = m._prototypes(torch.tensor([[0.0, 4.0]]), torch.tensor([1]))
+    assert c[:2].tolist() == [[2.0, 0.0], [0.0, 3.0]] and known.tolist() == [True, True, False]
+    assert m.centroid_avg[:2].tolist() == [[2.0, 0.0], [0.0, 3.0]]
+    with pytest.raises(ValueError, match="centroid_smoothing must be in"):
+        build_method("ortho_cluster", dataclasses.replace(cfg, centroid_smoothing=1.5), 3, feature_dim=2, total_iters=1)
 
 
 def test_ortho_cluster_trains_and_keeps_its_ema_prototypes(tiny_cache, tmp_path):

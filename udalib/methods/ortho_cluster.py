@@ -6,7 +6,8 @@ bafft_orthogonal_clustering.md Part B). Per step, with features F (layer4) and p
 
     L = CE_src + λ_ent·L_iw + λ_cl·L_cl + λ_orth·L_orth + λ_sp·L_sp
 
-Prototypes are batch means over source ∪ target, in the graph (optionally smoothed by an EMA). Labels are the
+Prototypes are batch means over source ∪ target, in the graph (optionally smoothed by the released EMA, which
+keeps the classes a batch lacks at their running average). Labels are the
 predictions (source ground truth with ``use_source_gt``): softmax at the input size, bilinear downsampling to the
 feature size and argmax for the clustering term; the nearest-downsampled argmax for orthogonality and sparsity
 (the released code computes the prototypes twice, so does this). Chapter: ``notebooks/clustering.ipynb``.
@@ -23,7 +24,7 @@ from torch import Tensor
 from ..losses.clustering import clustering_loss
 from ..losses.contrastive import downsample_labels, flatten_pixels
 from ..losses.orthogonality import prototype_entropy
-from ..losses.prototypes import class_prototypes
+from ..losses.prototypes import class_prototypes, smoothed_prototypes
 from ..losses.segmentation import multi_level_ce
 from ..losses.sparsity import prototype_sparsity
 from .base import Backward, Batch, Variant
@@ -44,7 +45,7 @@ class OrthoClusterConfig(MaxSquareConfig):
     ortho_normalize: bool = True  # cosine similarities (False: the released raw dot products)
     sparse_rho: float = 0.5
     sparse_order: float = 2.0
-    centroid_smoothing: float | None = None  # s in [0, 1]: c = s·c_batch + (1 − s)·c_avg (None: off, as released)
+    centroid_smoothing: float | None = None  # s in [0, 1]: the released EMA, c = s·c_batch + (1 − s)·c_avg (None: off)
     use_source_gt: bool = False  # source labels from the ground truth instead of predictions
 
 
@@ -53,6 +54,10 @@ class OrthoCluster(MaxSquare):
 
     def __init__(self, cfg: OrthoClusterConfig, num_classes: int, *, feature_dim: int = 0, total_iters: int = 0):
         super().__init__(cfg, num_classes, feature_dim=feature_dim, total_iters=total_iters)
+        if cfg.centroid_smoothing is not None and not 0 <= cfg.centroid_smoothing <= 1:
+            raise ValueError(
+                f"ortho_cluster: centroid_smoothing must be in [0, 1] or None, not {cfg.centroid_smoothing}"
+            )
         # the EMA's running prototypes (saved in the checkpoint); rows of classes never seen stay zero
         self.register_buffer("centroid_avg", torch.zeros(num_classes, feature_dim))
         self.register_buffer("centroid_seen", torch.zeros(num_classes, dtype=torch.bool))
@@ -63,19 +68,18 @@ class OrthoCluster(MaxSquare):
             return F.interpolate(prob.detach(), size=size, mode="bilinear", align_corners=True).argmax(dim=1)
         return downsample_labels(prob.detach().argmax(dim=1), size)
 
-    def _prototypes(self, feats: Tensor, labels: Tensor, update: bool) -> tuple[Tensor, Tensor]:
+    def _prototypes(self, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch prototypes, or with ``centroid_smoothing`` the released EMA, whose running average is updated
+        at each call (twice per step, as released)."""
         centroids, seen = class_prototypes(feats, labels, self.num_classes)
-        s = self.cfg.centroid_smoothing
-        if s is None:
+        if self.cfg.centroid_smoothing is None:
             return centroids, seen
-        known = self.centroid_seen & seen
-        smoothed = torch.where(
-            known[:, None], s * centroids + (1 - s) * self.centroid_avg.to(centroids.dtype), centroids
+        smoothed, known = smoothed_prototypes(
+            centroids, seen, self.centroid_avg, self.centroid_seen, self.cfg.centroid_smoothing
         )
-        if update:
-            self.centroid_avg[seen] = smoothed[seen].detach().to(self.centroid_avg.dtype)
-            self.centroid_seen |= seen
-        return smoothed, seen
+        self.centroid_avg[known] = smoothed[known].detach().to(self.centroid_avg.dtype)
+        self.centroid_seen |= known
+        return smoothed, known
 
     def training_step(self, model, source: Batch, target: Batch, step: int, backward: Backward) -> dict[str, Tensor]:
         cfg = self.cfg
@@ -97,11 +101,11 @@ class OrthoCluster(MaxSquare):
             ).reshape(-1)
             labels[mode] = (y_s, self._labels(prob_t, size_t, mode).reshape(-1))
         y_s, y_t = labels["bilinear"]
-        centroids, seen = self._prototypes(both, torch.cat([y_s, y_t]), update=True)
+        centroids, seen = self._prototypes(both, torch.cat([y_s, y_t]))
         cl = clustering_loss(
             feats_s, y_s, feats_t, y_t, centroids, seen, p=cfg.cluster_norm_order, weights=cfg.cluster_weights
         )
-        centroids_n, seen_n = self._prototypes(both, torch.cat(labels["nearest"]), update=False)
+        centroids_n, seen_n = self._prototypes(both, torch.cat(labels["nearest"]))
         orth = prototype_entropy(both, centroids_n[seen_n], cfg.ortho_temperature, cfg.ortho_normalize)
         sp = prototype_sparsity(centroids_n[seen_n], cfg.sparse_rho, cfg.sparse_order)
         loss = ms + cfg.lambda_cluster * cl + cfg.lambda_ortho * orth + cfg.lambda_sparse * sp
