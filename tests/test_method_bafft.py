@@ -108,7 +108,40 @@ def test_isia_takes_source_and_target_images_of_different_sizes():
     out_s = SegOutput(logits=torch.randn(1, 19, 6, 10), features=torch.rand(1, 4, 6, 10))
     out_t = SegOutput(logits=torch.randn(1, 19, 4, 8), features=torch.rand(1, 4, 4, 8, requires_grad=True))
     label = out_s.logits.argmax(dim=1).repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)  # all correct
-    isia = m._isia(out_s, Batch(torch.zeros(1, 3, 48, 80), label, {}), out_t)
+    isia = m._isia(None, out_s, Batch(torch.zeros(1, 3, 48, 80), label, {}), out_t)  # no classifier needed
     assert torch.isfinite(isia) and isia.item() > 0
     isia.backward()
     assert out_t.features.grad.abs().sum() > 0
+
+
+def test_released_isia_counts_only_full_banks_and_stuff_the_classifier_agrees_with():
+    """train_step2.py adds a stuff-thing pair only when both banks are full and the classifier, applied to the
+    pooled stuff vector, predicts its class."""
+    from udalib.methods import build_method
+    from udalib.models.output import SegOutput
+
+    cfg = dataclasses.replace(resolve("bafft", "quick").method_cfg, isia="released", stuff_slots=1, thing_slots=1)
+    m = build_method("bafft", cfg, 19, feature_dim=4, total_iters=10)
+    head = torch.nn.Conv2d(4, 19, 1)
+
+    class Model:
+        main_head = head
+
+    logits = torch.zeros(1, 19, 4, 4)  # road (class 0, the argmax of equal logits) except a 2 x 2 car (13)
+    logits[0, 13, 1:3, 2:4] = 9
+    feats = torch.zeros(1, 4, 4, 4)
+    feats[0, 0] = 1.0  # road pixels (1, 0, 0, 0)
+    feats[0, :, 1:3, 2:4] = torch.tensor([0.0, 1.0, 0.0, 0.0])[:, None, None]  # car pixels (0, 1, 0, 0): cos 0
+    out = SegOutput(logits=logits, features=feats)
+    assert m._isia(Model(), None, None, out).item() == 0  # no bank full yet: the released code adds nothing
+    m.stuff_bank.push(torch.tensor([0, 0]), torch.zeros(2, 4))
+    m.thing_bank.push(torch.tensor([m.bank_row[13].item()] * 2), torch.zeros(2, 4))
+    with torch.no_grad():  # the classifier calls every vector a car: road's pool is left out
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[13] = 1
+    assert m._isia(Model(), None, None, out).item() == 0
+    with torch.no_grad():  # now it agrees with road: one pair, (1 + cos) / 2 = 0.5, times the released 500 / 2048
+        head.bias[13] = 0
+        head.bias[0] = 1
+    assert m._isia(Model(), None, None, out).item() == pytest.approx(0.5 * 500 / 2048)

@@ -116,6 +116,14 @@ class BAFFT(AdaptSegNet):
                 keep = classifier_agrees(head, pools, ids)
                 bank.push(self.bank_row[ids[keep]], pools[keep])
 
+    def _usable_stuff(self, model, pools: Tensor, ids: Tensor) -> Tensor:
+        """(N,) bool: the stuff pools whose class's bank is full and with which the classifier agrees (the
+        released code's two filters before a target stuff vector enters L_cls or the separation)."""
+        keep = self.stuff_bank.ready()[self.bank_row[ids]]
+        if keep.any():
+            keep &= classifier_agrees(model.main_head, pools, ids)
+        return keep
+
     def _bank_terms(self, model, out_t) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(L_cls, L_ins, logs) of the target's predicted stuff pools and instances against the full banks."""
         pred = out_t.logits.detach().argmax(dim=1)
@@ -125,9 +133,7 @@ class BAFFT(AdaptSegNet):
         # stuff: the classifier must agree with the predicted class, and the class's bank must be full
         pools, ids = self._stuff_pools(feats, pred)
         rows = self.bank_row[ids]
-        keep = self.stuff_bank.ready()[rows]
-        if keep.any():
-            keep &= classifier_agrees(model.main_head, pools, ids)
+        keep = self._usable_stuff(model, pools, ids)
         d = self.stuff_bank.nearest_distance(pools[keep], rows[keep]) if keep.any() else zero[None][:0]
         l_cls = (self_weighted(d) if self.cfg.aim == "self_weighted" else d).sum() / b if d.numel() else zero
         # things: every predicted instance of a ready class, the mean per (image, class), weighted by η_k
@@ -156,14 +162,18 @@ class BAFFT(AdaptSegNet):
         }
         return l_cls, l_ins, logs
 
-    def _isia(self, out_s, source: Batch, out_t) -> Tensor:
-        """L_ISIA: the paper's reading on batch class representations, or the released stuff-things separation."""
+    def _isia(self, model, out_s, source: Batch, out_t) -> Tensor:
+        """L_ISIA: the paper's reading on batch class representations, or the released stuff-things separation
+        (``train_step2.py``: a stuff vector counts when its bank is full and the classifier agrees with it, a thing
+        instance when its class's bank is full)."""
         pred_t = out_t.logits.detach().argmax(dim=1)
         feats_t = out_t.features.float()
         if self.cfg.isia == "released":
-            stuff, _ = self._stuff_pools(feats_t, pred_t)
+            stuff, stuff_ids = self._stuff_pools(feats_t, pred_t)
+            stuff = stuff[self._usable_stuff(model, stuff, stuff_ids)]
             things, ids, _ = self._instance_pools(feats_t, pred_t)
-            return stuff_thing_separation(stuff, things, ids, scale=500 / 2048)
+            ready = self.thing_bank.ready()[self.bank_row[ids]]
+            return stuff_thing_separation(stuff, things[ready], ids[ready], scale=500 / 2048)
         # the source labels at the source's feature size: the paper's source and target images differ in size
         right = correct_labels(
             downsample_labels(source.label, tuple(out_s.features.shape[-2:])), out_s.logits.argmax(dim=1)
@@ -184,7 +194,7 @@ class BAFFT(AdaptSegNet):
         l_cls, l_ins, logs = self._bank_terms(model, out_t)
         loss = cfg.lambda_cls * l_cls + cfg.lambda_ins * l_ins
         if cfg.lambda_sep > 0:
-            logs["isia"] = self._isia(out_s, source, out_t)
+            logs["isia"] = self._isia(model, out_s, source, out_t)
             loss = loss + cfg.lambda_sep * logs["isia"]
         if cfg.lambda_target_ce > 0:  # step 2: target.label holds the pseudo-labels
             logs["ce_t"] = seg_ce(upsample(out_t.logits, tuple(target.label.shape[-2:])), target.label)
