@@ -53,6 +53,14 @@ def test_the_bank_is_a_fifo_per_class_ready_once_filled_and_saved():
     assert {"bank", "pointer"} <= set(bank.state_dict())
 
 
+def test_instances_of_equal_size_come_in_the_released_order_the_later_one_first():
+    # components in raster order: A (2 pixels, label 1), B (1, label 2), C (2, label 3), D (1, label 4)
+    mask = np.array([[1, 1, 0, 1, 0, 1, 1, 0, 1]], dtype=bool)
+    starts = [int(np.flatnonzero(p[0])[0]) for p in components(mask, top=10)]
+    assert starts == [5, 0, 8, 3]  # np.argsort([2, 1, 2, 1])[::-1] = [2, 0, 3, 1]: C, A, D, B
+    assert [int(np.flatnonzero(p[0])[0]) for p in components(mask, top=1)] == [5]  # the cap keeps C, not A
+
+
 def test_instances_are_eight_connected_components_largest_first():
     mask = np.array(
         [

@@ -2,7 +2,11 @@
 
 Spec bafft_orthogonal_clustering.md §A4: at feature resolution, the components of ``labels == k`` with
 8-connectivity (``skimage.measure.label(connectivity=2)`` in the released code; ``scipy.ndimage.label`` with a 3×3
-structure here, the same components), sorted by pixel count, the 10 largest kept. Labelling runs on the CPU over
+structure here, the same components, numbered alike in raster order), sorted by pixel count, the 10 largest kept.
+Equal sizes are ordered as the released ``np.argsort(pixelnum)[::-1]`` orders them whenever its sort keeps ties in
+label order (numpy's default sort does for up to 16 components): the later component first. The stable sort here
+makes that order hold for any number of components, so which instances enter a bank when the cap of 10 binds is
+deterministic. Labelling runs on the CPU over
 the small feature map (for ResNet-101 at 1024×512 input: 64×128 pixels), on every thing class of every image; the
 chapter measures its cost per iteration. Example::
 
@@ -22,12 +26,13 @@ _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity in 2-D
 
 
 def components(mask: np.ndarray, top: int = 10) -> list[np.ndarray]:
-    """The `top` largest 8-connected components of a 2-D bool `mask`, largest first (ties: in label order)."""
+    """The `top` largest 8-connected components of a 2-D bool `mask`, largest first (ties: the later one in raster
+    order first, as released)."""
     labelled, n = ndimage.label(mask, structure=_EIGHT)
     if n == 0:
         return []
     sizes = np.bincount(labelled.ravel(), minlength=n + 1)[1:]
-    order = np.argsort(-sizes, kind="stable")[:top]
+    order = np.argsort(sizes, kind="stable")[::-1][:top]  # ascending, reversed: the released order of ties
     return [labelled == i + 1 for i in order]
 
 
