@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -156,3 +157,32 @@ def test_the_command_that_continues_an_interrupted_run():
     argv = ["train", "--method", "advent", "--overwrite", "--resume", "x.pt", "--iters", "9"]
     assert cli._continuing(argv) == "train --method advent --iters 9 --resume auto"
     assert cli._continuing(["train", "--resume=auto"]) == "train --resume auto"
+
+
+def test_ctrl_c_in_udalib_train_prints_the_command_that_continues_it(tiny_cache, tmp_path):
+    """A real SIGINT to `udalib train` (the quick preset shrunk to the tiny set, half a second per iteration)."""
+    import signal
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    script = (
+        "import sys\nfrom tests.child_run import slow_iteration\nfrom tests.tiny_runs import shrink_resolve\n"
+        "from udalib import cli, preset_choice, train\npreset_choice.resolve = shrink_resolve(iters=20)\n"
+        "train.poly_factor = slow_iteration(train.poly_factor)\nsys.exit(cli.main())"
+    )
+    out = tmp_path / "run"
+    argv = ["train", "--method", "source_only", "--preset", "quick", "--out-dir", str(out), "--overwrite"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *argv], cwd=root, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    log, end = out / "log.jsonl", time.time() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.time() < end:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    err = proc.stderr.read().decode()
+    (kept,) = out.glob("checkpoint_*.pt")
+    assert f"kept {kept}; continue the run with" in err and "Traceback" not in err
+    continuing = f"train --method source_only --preset quick --out-dir {out} --resume auto"
+    assert err.rstrip().endswith(f"\n  udalib {continuing}")

@@ -358,6 +358,7 @@ class Trainer:
                 scaler.update()
             books.after_step(step + 1, model, opt, method, scaler)
             if self.stop.signum is not None and step + 1 < t.iters:
+                books.close_outputs()
                 raise self._interrupted(step + 1, model, opt, method, scaler)
         return books.close(model, method)
 
@@ -469,16 +470,20 @@ class _Books:
             self.bar.update(1)
 
     def close(self, model: nn.Module, method: Method) -> TrainResult:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        self.close_outputs()
         result, tr = self.result, self.trainer
         result.wall_s = time.time() - self.t0
         result.model, result.method = model, method
         if result.final is not None and tr.rank == 0:
             write_json(tr.out_dir / "metrics.json", tr.metrics(result))
         return result
+
+    def close_outputs(self) -> None:
+        """Close the progress bar and TensorBoard's writer (also of a run that stops early, before it says why)."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
 
     def _check_finite(self) -> None:
         """Stop the run at the first NaN or infinite loss since the last check (one host sync per check)."""
