@@ -58,14 +58,14 @@ def _missing(dataset: str, data_root: str | None, target_root: str | None, cuda:
     missing = [] if cuda else ["a CUDA device (torch.cuda.is_available() is False here)"]
     if dataset != "synthcity":
         if not (data_root or roots.get(dataset)):
-            missing.append(
-                f"the {dataset} root ({setting('data_root', 'PATH')}, or {ENV[dataset]}, or {config_file()})"
-            )
+            missing.append(_root_wanted(dataset, "data_root", ENV[dataset]))
         if not (target_root or roots.get("cityscapes")):
-            missing.append(
-                f"the Cityscapes root ({setting('target_root', 'PATH')}, or {ENV['cityscapes']}, or {config_file()})"
-            )
+            missing.append(_root_wanted("Cityscapes", "target_root", ENV["cityscapes"]))
     return missing
+
+
+def _root_wanted(dataset: str, parameter: str, variable: str) -> str:
+    return f"the {dataset} root, given as {setting(parameter, 'PATH')}, or in {variable} or {config_file()}"
 
 
 def choose(
