@@ -15,9 +15,13 @@ from udalib.inference import predict_logits
 from udalib.models.output import SegOutput
 from udalib.pseudo_labels import (
     PSEUDO_SUFFIX,
+    SOFTMAX_THEN_UPSAMPLE,
+    UPSAMPLE_THEN_SOFTMAX,
     ClassThresholds,
     apply_thresholds,
+    class_probabilities,
     generate_pseudo_labels,
+    labels_order,
     pseudo_label_path,
     pseudo_label_relpath,
     threshold_labels,
@@ -194,6 +198,51 @@ def test_generate_pseudo_labels_by_hand(tmp_path):
     assert stats["kept_fraction"].tolist() == pytest.approx([0.5, 0.0, 1.0])
     assert stats["num_images"] == 3
     assert set(model.modes) == {False} and model.training  # eval during the call, mode restored after
+
+
+class RampModel(nn.Module):
+    """Logits (B, 2, 1, 2) whatever the image: class 0 scores 2 on the left pixel and 0 on the right, class 1 0."""
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 2, 1, 2)
+        logits[:, 0, 0, 0] = 2.0
+        return SegOutput(logits=logits, features=logits)
+
+
+def test_the_two_orders_of_softmax_and_upsampling_by_hand(tmp_path):
+    images = torch.zeros(1, 3, 1, 5)  # upsampled to 1 x 5: class 0's logit 2, 1.5, 1, 0.5, 0
+    up_first = class_probabilities(RampModel(), images, (1, 5), UPSAMPLE_THEN_SOFTMAX)[0, 0, 0]
+    soft_first = class_probabilities(RampModel(), images, (1, 5), SOFTMAX_THEN_UPSAMPLE)[0, 0, 0]
+    sig = torch.sigmoid
+    assert up_first.tolist() == pytest.approx(sig(torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0])).tolist())
+    t = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])  # the softmax, then linear between sigmoid(2) and 1/2
+    assert soft_first.tolist() == pytest.approx((sig(torch.tensor(2.0)) * (1 - t) + 0.5 * t).tolist())
+    # the median (index round(2.5) = 2 of 5) is the middle pixel: sigmoid(1) = 0.7311 or (0.8808 + 0.5) / 2 = 0.6904,
+    # as the lower edge of its 1/1000 bin
+    loader = [(images, torch.zeros(1, 1, 5, dtype=torch.long), {"name": ["a/a_leftImg8bit.png"]})]
+    thresholds = {}
+    for order in (UPSAMPLE_THEN_SOFTMAX, SOFTMAX_THEN_UPSAMPLE):
+        stats = generate_pseudo_labels(
+            RampModel(), loader, tmp_path / order, num_classes=2, label_size=(1, 5), order=order
+        )
+        thresholds[order] = stats["thresholds"][0].item()
+        assert labels_order(tmp_path / order) == order
+    assert thresholds == pytest.approx({UPSAMPLE_THEN_SOFTMAX: 0.731, SOFTMAX_THEN_UPSAMPLE: 0.690}, abs=1e-6)
+    with pytest.raises(ValueError, match="pseudo-label order must be one of"):
+        generate_pseudo_labels(RampModel(), loader, tmp_path / "x", num_classes=2, label_size=(1, 5), order="logits")
+    assert labels_order(tmp_path / "none") is None
+
+
+def test_bafft_pseudo_labels_take_the_softmax_first_as_released_and_sdca_upsamples_first():
+    from udalib.methods import get as get_method
+
+    assert get_method("bafft_step1").cls.pseudo_label_order == SOFTMAX_THEN_UPSAMPLE  # Generate_Pseudo_Label.py
+    assert get_method("sdca").cls.pseudo_label_order == UPSAMPLE_THEN_SOFTMAX
+
+
+def test_a_folder_written_before_the_order_was_recorded_reads_as_upsampled_first(tmp_path):
+    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5]}))
+    assert labels_order(tmp_path) == UPSAMPLE_THEN_SOFTMAX
 
 
 def test_refuses_a_non_empty_folder(tmp_path):

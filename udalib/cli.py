@@ -211,15 +211,24 @@ def cmd_train(args, argv: list[str] | None = None) -> int:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, overwrite=True)
+    from .run_folder import RunFolder
     from .train import RunInterrupted
 
+    continuing = f"  udalib {_continuing(sys.argv[1:] if argv is None else argv)}"
     try:
         res = stages.run(cfg)
     except RunInterrupted as err:
         print(f"udalib train: {err}", file=sys.stderr)
         if err.checkpoint.parent == cfg.final_checkpoint.parent:  # this run, not a cached stage it starts from
-            print(f"  udalib {_continuing(sys.argv[1:] if argv is None else argv)}", file=sys.stderr)
+            print(continuing, file=sys.stderr)
         return err.exit_code
+    except KeyboardInterrupt:  # before the first iteration ended, or a second Ctrl-C: what is on disk is kept
+        kept = RunFolder(cfg).checkpoints()
+        if not kept:
+            print(f"udalib train: interrupted; {cfg.out_dir} holds no checkpoint yet: start again", file=sys.stderr)
+        else:
+            print(f"udalib train: interrupted; kept {kept[-1]}; continue the run with\n{continuing}", file=sys.stderr)
+        return 130
     print(res.final.table())
     print(f"last checkpoint: {cfg.final_checkpoint}; metrics: {res.out_dir / 'metrics.json'}")
     if res.best is not None:
@@ -316,6 +325,7 @@ def cmd_data(args) -> int:
 def cmd_pseudo_label(args) -> int:
     from .data.domains import build_domains, target_label_size
     from .data.labels import get_protocol
+    from .methods import get as get_method
     from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
 
     model, cfg = _load_checkpoint(args, args.checkpoint)
@@ -328,6 +338,7 @@ def cmd_pseudo_label(args) -> int:
         cap=args.cap,
         device=next(model.parameters()).device,
         overwrite=args.overwrite,
+        order=get_method(cfg.method).cls.pseudo_label_order,  # BAFFT's model: its released order
     )
     protocol = get_protocol(cfg.data.protocol)
     for name, threshold, kept in zip(protocol.classes, stats["thresholds"].tolist(), stats["kept_fraction"].tolist()):

@@ -12,12 +12,23 @@ Spec: sdca.md, sections 5.3 and 6; the book's self-training chapter explains the
   here pass 1 keeps one K x bins histogram (``ClassThresholds``), so memory does not grow with the
   number of images.
 
+Two orders of softmax and upsampling (``order``), chosen by the method whose model makes the labels:
+
+* ``"upsample_then_softmax"`` (SDCA's ``test.py``-based generator): the logits are upsampled bilinearly, then the
+  softmax is taken at the output size;
+* ``"softmax_then_upsample"`` (SIM's ``SSL.py``, BAFFT's ``Generate_Pseudo_Label.py``): the softmax of the
+  feature-resolution logits is upsampled bilinearly (align_corners=True). The upsampled probabilities are
+  smoother, so the maxima and the thresholds differ (on random logits, thresholds higher by about 0.01 and a few
+  per cent of the labels different). The released script thresholds and writes at the network input size
+  (512×1024), which the step-2 loader resizes; here both passes follow the same order, pass 2 at ``label_size``.
+
 Files: ``<out_dir>/<city>/<stem>_pseudo_trainIds.png``, single-channel uint8 ("L") PNGs holding trainIds
 and 255 for ignored pixels, plus ``<out_dir>/thresholds.json``. Use ``pseudo_label_path`` to find them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -28,7 +39,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from udalib.inference import predict_logits
+from udalib.inference import predict_logits, upsample
 
 from .config import IGNORE_INDEX
 from .files import atomic_write, move_aside, write_json
@@ -38,6 +49,10 @@ PSEUDO_SUFFIX = "_pseudo_trainIds.png"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 """Cityscapes image file-name ending, stripped to build the pseudo-label name."""
 THRESHOLDS_FILE = "thresholds.json"
+UPSAMPLE_THEN_SOFTMAX = "upsample_then_softmax"
+SOFTMAX_THEN_UPSAMPLE = "softmax_then_upsample"
+ORDERS = (UPSAMPLE_THEN_SOFTMAX, SOFTMAX_THEN_UPSAMPLE)
+"""The two orders of softmax and upsampling (module docstring)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -183,6 +198,29 @@ def _batch_names(meta: Any, batch_size: int) -> list[str]:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _check_order(order: str) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"pseudo-label order must be one of {', '.join(ORDERS)}, got {order!r}")
+
+
+@torch.no_grad()
+def class_probabilities(model: nn.Module, images: Tensor, size: tuple[int, int], order: str) -> Tensor:
+    """(B, K, H, W) probabilities of the main head at `size`, in `order` (module docstring)."""
+    _check_order(order)
+    if order == SOFTMAX_THEN_UPSAMPLE:
+        return upsample(torch.softmax(model(images).logits.float(), dim=1), size)
+    return torch.softmax(predict_logits(model, images, size), dim=1)
+
+
+def labels_order(out_dir: str | os.PathLike[str]) -> str | None:
+    """The order a pseudo-label folder was made in (from its thresholds file), None without one; folders written
+    before the order was recorded were made by upsampling first."""
+    path = Path(out_dir) / THRESHOLDS_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("order", UPSAMPLE_THEN_SOFTMAX)
+
+
 @torch.no_grad()
 def compute_class_thresholds(
     model: nn.Module,
@@ -191,16 +229,17 @@ def compute_class_thresholds(
     num_classes: int,
     device: str | torch.device = "cpu",
     bins: int = 1000,
+    order: str = UPSAMPLE_THEN_SOFTMAX,
 ) -> ClassThresholds:
-    """Pass 1: histograms of max probability per predicted class, logits upsampled to the input size.
+    """Pass 1: histograms of max probability per predicted class, probabilities at the input size (in `order`).
 
     The loader yields ``(image (B, 3, h, w), label, meta)``; labels are unused. Model in eval mode.
     """
+    _check_order(order)
     stats = ClassThresholds(num_classes, bins)
     for images, _, _ in loader:
         images = images.to(device)
-        logits = predict_logits(model, images, tuple(images.shape[-2:]))  # (B, K, h, w), input size
-        stats.update(torch.softmax(logits, dim=1))
+        stats.update(class_probabilities(model, images, tuple(images.shape[-2:]), order))  # (B, K, h, w)
     return stats
 
 
@@ -216,14 +255,15 @@ def generate_pseudo_labels(
     device: str | torch.device = "cpu",
     bins: int = 1000,
     overwrite: bool = False,
+    order: str = UPSAMPLE_THEN_SOFTMAX,
 ) -> dict[str, Any]:
     """Write class-wise thresholded pseudo-labels for every image of ``loader`` (SDCA stage 4a).
 
-    Pass 1 computes thresholds thr_c = min(median_c, cap) from logits upsampled to the network input
-    size; pass 2 upsamples the logits to ``label_size`` (H, W) (2048 x 1024 as shipped), takes the
-    softmax and writes argmax labels, 255 where max prob < thr[argmax]. The loader is iterated twice and
-    must yield the same images in both passes (no shuffling, no random augmentation). Only the current
-    batch and the K x bins histograms are held in memory.
+    Pass 1 computes thresholds thr_c = min(median_c, cap) from probabilities at the network input
+    size; pass 2 takes the probabilities at ``label_size`` (H, W) (2048 x 1024 as shipped) and writes
+    argmax labels, 255 where max prob < thr[argmax]. Both passes take softmax and upsampling in
+    `order`. The loader is iterated twice and must yield the same images in both passes (no shuffling,
+    no random augmentation). Only the current batch and the K x bins histograms are held in memory.
 
     Args:
         model: segmenter returning ``SegOutput``, already on ``device``; put in eval mode during the
@@ -238,6 +278,8 @@ def generate_pseudo_labels(
         device: where the images are sent.
         bins: histogram bins in [0, 1] (threshold resolution 1 / bins).
         overwrite: move a non-empty ``out_dir`` aside instead of refusing.
+        order: "upsample_then_softmax" (SDCA) or "softmax_then_upsample" (SIM, BAFFT); recorded in the
+            thresholds file.
 
     Returns:
         dict with "thresholds" (K,) float32, "predicted_pixels" (K,) and "kept_pixels" (K,) int64 counts
@@ -245,6 +287,7 @@ def generate_pseudo_labels(
         "kept_fraction_all" (float), "num_images" (int) and "out_dir" (Path). The same numbers, as lists,
         go to ``out_dir/thresholds.json``.
     """
+    _check_order(order)
     if not 1 <= num_classes <= 255:
         raise ValueError(f"num_classes must be in [1, 255] to fit uint8 PNGs with 255 = ignore, got {num_classes}")
     out = Path(out_dir)
@@ -262,7 +305,7 @@ def generate_pseudo_labels(
     was_training = model.training
     model.eval()
     try:
-        stats = compute_class_thresholds(model, loader, num_classes=num_classes, device=device, bins=bins)
+        stats = compute_class_thresholds(model, loader, num_classes=num_classes, device=device, bins=bins, order=order)
         thresholds = stats.thresholds(cap)  # (K,)
 
         predicted = torch.zeros(num_classes, dtype=torch.int64)
@@ -270,8 +313,7 @@ def generate_pseudo_labels(
         num_images = 0
         for images, _, meta in loader:
             names = _batch_names(meta, images.shape[0])
-            logits = predict_logits(model, images.to(device), (height, width))  # (B, K, H, W)
-            probs = torch.softmax(logits, dim=1)
+            probs = class_probabilities(model, images.to(device), (height, width), order)  # (B, K, H, W)
             labels = apply_thresholds(probs, thresholds)  # (B, H, W)
             predicted += torch.bincount(probs.argmax(dim=1).reshape(-1), minlength=num_classes).cpu()
             valid = labels[labels != IGNORE_INDEX]
@@ -297,6 +339,7 @@ def generate_pseudo_labels(
         "num_classes": num_classes,
         "bins": bins,
         "cap": cap,
+        "order": order,
         "label_size": [height, width],
         "num_images": num_images,
         "thresholds": thresholds.tolist(),

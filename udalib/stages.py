@@ -17,7 +17,7 @@ from .data.labels import get_protocol
 from .methods import get as get_method
 from .models.trained import load_trained
 from .presets import resolve
-from .pseudo_labels import THRESHOLDS_FILE, generate_pseudo_labels
+from .pseudo_labels import generate_pseudo_labels, labels_order
 from .run_folder import RunFolder
 from .train import TrainResult, train
 
@@ -77,7 +77,8 @@ def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines")
     """Folder of pseudo-labels made by stage `method`'s final model on target train (cached like the stage)."""
     ckpt = stage_checkpoint(cfg, method, progress=progress)
     out = ckpt.parent / "pseudo_labels"
-    if not (out / THRESHOLDS_FILE).exists():
+    order = get_method(method).cls.pseudo_label_order
+    if labels_order(out) != order:  # none yet, or made in the other order of softmax and upsampling
         stage = stage_config(cfg, method)
         device = resolve_device(stage.train.device)
         generate_pseudo_labels(
@@ -88,6 +89,7 @@ def stage_pseudo_labels(cfg: RunConfig, method: str, *, progress: str = "lines")
             label_size=target_label_size(stage),
             device=device,
             overwrite=out.exists(),
+            order=order,
         )
     return out
 

@@ -8,7 +8,8 @@ classifier agrees with its class, written into FIFO banks (stuff 8 × 50, things
 pools over the *predicted* masks are pulled to the nearest entry of their class's bank once that bank is full
 (L_cls for stuff, L_ins for thing instances, the latter weighted per class by AIM); an output-space discriminator
 (AdaptSegNet single-level); ISIA's inter-class separation; in step 2, cross-entropy on the step-1 model's
-pseudo-labels (per-class median confidence capped at 0.9, ``udalib.pseudo_labels``). Step 1 is plain SIM (no ISIA,
+pseudo-labels (per-class median confidence capped at 0.9, the softmax taken before upsampling as released,
+``udalib.pseudo_labels``). Step 1 is plain SIM (no ISIA,
 no AIM); the released step 2 does not run as committed (undefined names, an IndexError): this one does.
 
     L = CE_s + λ_adv·L_adv + λ_cls·L_cls + λ_ins·L_AIM + λ_sep·L_ISIA + λ_tce·CE_t(pseudo-labels)
@@ -62,6 +63,9 @@ class BAFFTConfig(AdaptSegNetConfig):
 
 class BAFFT(AdaptSegNet):
     """Step 1 and step 2 are this class with different configs (module docstring)."""
+
+    #: the step-1 model's pseudo-labels as ``Generate_Pseudo_Label.py`` makes them (SIM's ``SSL.py``)
+    pseudo_label_order = "softmax_then_upsample"
 
     def __init__(self, cfg: BAFFTConfig, num_classes: int, **kw):
         super().__init__(cfg, num_classes, **kw)

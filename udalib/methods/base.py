@@ -27,6 +27,8 @@ class Method(nn.Module):
     """
 
     uses_target: ClassVar[bool] = True  # needs unlabelled target batches
+    #: how pseudo-labels made from this method's model take softmax and upsampling (``udalib.pseudo_labels``)
+    pseudo_label_order: ClassVar[str] = "upsample_then_softmax"
 
     @property
     def needs_pseudo_labels(self) -> bool:
