@@ -186,3 +186,16 @@ def test_ctrl_c_in_udalib_train_prints_the_command_that_continues_it(tiny_cache,
     assert f"kept {kept}; continue the run with" in err and "Traceback" not in err
     continuing = f"train --method source_only --preset quick --out-dir {out} --resume auto"
     assert err.rstrip().endswith(f"\n  udalib {continuing}")
+
+
+def test_ctrl_c_before_the_first_iteration_says_nothing_was_kept(tiny_run, tmp_path, monkeypatch, capsys):
+    def interrupted(cfg, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "run", interrupted)
+    assert cli.main(["train", "--method", "source_only", "--out-dir", str(tmp_path / "new")]) == 130
+    assert f"interrupted; {tmp_path / 'new'} holds no checkpoint yet: start again" in capsys.readouterr().err
+    cfg, _ = tiny_run  # a folder that holds a run: its latest checkpoint is what is kept
+    assert cli.main(["train", "--method", "adaptsegnet_multi", "--out-dir", cfg.out_dir, "--resume", "auto"]) == 130
+    err = capsys.readouterr().err
+    assert f"kept {cfg.final_checkpoint}; continue the run with\n  udalib train --method adaptsegnet_multi" in err
