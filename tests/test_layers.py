@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "methods": 2,
     "presets": 3,
     "train": 3,
+    "pretrain": 3,
     "stages": 4,
     "reproduce": 4,
     "chapter": 4,

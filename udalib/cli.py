@@ -1,4 +1,4 @@
-"""The ``udalib`` command: train, evaluate, data (synthcity | check), pseudo-label, reproduce, clean.
+"""The ``udalib`` command: train, evaluate, data (synthcity | check), pseudo-label, reproduce, pretrain, clean.
 
 Every subcommand uses the same presets as the chapters, so a number is reproducible from either.
 """
@@ -48,6 +48,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-root", default=None, help="Cityscapes folder (leftImg8bit/, gtFine/)")
     p.add_argument("--iters", type=int, default=None, help="iterations to train (default: preset's)")
     p.add_argument("--backbone", default=None, help="small | resnet101 | vgg16")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="initial weights: imagenet (resnet101, vgg16; from the torch hub cache) | procedural (small: the "
+        "shipped backbone pretrained on procedural images) | a checkpoint file (default: the preset's)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out-dir", default=None, help="run folder (default runs/<preset>/<method>/seed<N>)")
@@ -155,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="replace records measured on other (or unknown) data")
 
     p = sub.add_parser(
+        "pretrain", help="pretrain the small backbone on procedural shapes and textures (the quick ImageNet stand-in)"
+    )
+    p.add_argument("--out", required=True, help="weights file (.pt); its recipe and SHA-256 go beside it as .json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iters", type=int, default=None, help="iterations (default: the recipe's, about 30 min on a core)")
+    p.add_argument("--batch", type=int, default=None, help="images per iteration (default: the recipe's)")
+    p.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"), help="image size (default 64 128)")
+    p.add_argument("--held-out", type=int, default=None, help="held-out images scored at the end (default 512)")
+
+    p = sub.add_parser(
         "clean", help="list the old runs kept aside (<run>.previous-<time>) with their sizes; --remove deletes them"
     )
     p.add_argument("roots", nargs="*", default=["runs"], help="folders to look in (default: runs)")
@@ -163,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The run options of `_add_run_args` that `presets.resolve` takes by the same name.
-RUN_OPTIONS = ("dataset", "data_root", "target_root", "iters", "backbone", "seed", "device", "out_dir")
+RUN_OPTIONS = ("dataset", "data_root", "target_root", "iters", "backbone", "pretrained", "seed", "device", "out_dir")
 
 
 def _config(args, **extra):
@@ -372,6 +388,19 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_pretrain(args) -> int:
+    import dataclasses
+
+    from .pretrain import PretrainRecipe, pretrain
+
+    recipe = PretrainRecipe(seed=args.seed)
+    given = dict(iters=args.iters, batch=args.batch, held_out_images=args.held_out)
+    task = recipe.task if args.size is None else dataclasses.replace(recipe.task, size=tuple(args.size))
+    recipe = dataclasses.replace(recipe, task=task, **{k: v for k, v in given.items() if v is not None})
+    pretrain(recipe, args.out)
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
@@ -395,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": cmd_data,
         "pseudo-label": cmd_pseudo_label,
         "reproduce": cmd_reproduce,
+        "pretrain": cmd_pretrain,
         "clean": cmd_clean,
     }[args.command]
     try:

@@ -94,7 +94,9 @@ class TrainConfig:
 
     backbone: str = "small"  # small | resnet101 | vgg16
     multi_level: bool = True
-    pretrained: str | None = None  # None | "imagenet" | path to a checkpoint
+    # None (fresh init) | "imagenet" (resnet101, vgg16) | "procedural" (small: the shipped procedural backbone) |
+    # a path to a checkpoint
+    pretrained: str | None = None
     init_checkpoint: str | None = None  # a udalib checkpoint to start from, or "stage:<method>" (a cached stage)
     bn_mode: str = "affine_frozen"
     aspp_bug_compat: bool = False
@@ -144,6 +146,7 @@ class TrainConfig:
         if self.lr == 0:
             raise ValueError("lr must be positive, got 0")
         _one_of("amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        _check_pretrained(self.pretrained, self.backbone)
         if self.compile is not None:
             _one_of("compile", self.compile, COMPILE_BACKENDS)
         try:
@@ -281,6 +284,23 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
 def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+#: The weights `TrainConfig.pretrained` names rather than points to, and the backbones they exist for.
+NAMED_WEIGHTS = {"imagenet": ("resnet101", "vgg16"), "procedural": ("small",)}
+
+
+def _check_pretrained(pretrained: Any, backbone: str) -> None:
+    if pretrained is None:
+        return
+    if not isinstance(pretrained, str) or not pretrained:
+        raise ValueError(
+            f"pretrained must be None, {', '.join(map(repr, NAMED_WEIGHTS))} or a path, got {pretrained!r}"
+        )
+    if pretrained in NAMED_WEIGHTS and backbone not in NAMED_WEIGHTS[pretrained]:
+        raise ValueError(
+            f"pretrained={pretrained!r} exists for backbone {' or '.join(NAMED_WEIGHTS[pretrained])}, not {backbone!r}"
+        )
 
 
 def resolve_device(name: str) -> torch.device:

@@ -6,6 +6,7 @@ the trainer never reach into a model's layers. Build one with :func:`build_model
 
     model = build_model("resnet101", 19, pretrained="DeepLab_resnet_pretrained_init-f81d91e8.pth")
     model = build_model("small", 19)  # CPU quick mode
+    model = build_model("small", 19, pretrained="procedural")  # its backbone from the shipped procedural weights
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from udalib.models.checkpoints import (
     describe_architecture,
     imagenet_checkpoint_path,
     load_checkpoint_into,
+    procedural_checkpoint_path,
 )
 from udalib.models.deeplabv2 import (
     BN_MODES,
@@ -59,8 +61,10 @@ def build_model(
         num_classes: K (19 for GTA5/Cityscapes, 16 for SYNTHIA).
         multi_level: add the aux head on the penultimate stage. None: True, except for vgg16.
         pretrained: None (fresh init), ``"imagenet"`` (torchvision weights, only from the torch
-            hub cache; nothing is downloaded) or a checkpoint path (the seeds' DeepLab init or
-            trained models, torchvision files, udalib checkpoints).
+            hub cache; nothing is downloaded), ``"procedural"`` (small only: the repository's backbone
+            pretrained on procedural shapes and textures, checksum verified; the heads keep their init)
+            or a checkpoint path (the seeds' DeepLab init or trained models, torchvision files, udalib
+            checkpoints).
         aspp_bug_compat: AdaptSegNet's two-branch ASPP (spec §1 item 1).
         bn_mode: one of ``BN_MODES``. None: ``"affine_frozen"`` (the seeds) for resnet101,
             ``"trainable"`` for small; vgg16 has no BN and takes only None.
@@ -70,12 +74,15 @@ def build_model(
         ValueError: unknown backbone or option that the backbone does not have.
         RuntimeError: ``pretrained="imagenet"`` and the weights are not in the torch hub cache.
         FileNotFoundError: ``pretrained`` names a file that does not exist.
+        CheckpointError: ``pretrained="procedural"`` and the shipped file's checksum does not match its recipe.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
     # Find the weights before building: a 44 M-parameter model is slow to build for nothing.
     if pretrained == "imagenet":
         weights: Path | None = imagenet_checkpoint_path(backbone)
+    elif pretrained == "procedural":
+        weights = procedural_checkpoint_path(backbone)
     elif pretrained is not None:
         weights = Path(pretrained)
         if not weights.is_file():
@@ -121,4 +128,5 @@ __all__ = [
     "describe_architecture",
     "imagenet_checkpoint_path",
     "load_checkpoint_into",
+    "procedural_checkpoint_path",
 ]

@@ -23,6 +23,8 @@ about half the mIoU (AdaptSegNet issue #81); only the ASPP heads may stay at the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import re
@@ -166,6 +168,61 @@ def imagenet_checkpoint_path(arch: str) -> Path:
             f"ImageNet weights for {arch} are not in the torch hub cache: {path} is missing. "
             f"udalib does not download; fetch {url} elsewhere and put it at that path "
             f"(torch.hub.get_dir()/checkpoints, set by $TORCH_HOME)."
+        )
+    return path
+
+
+#: Weights the repository ships, by architecture: the small backbone pretrained on procedural images
+#: (``udalib pretrain``, :mod:`udalib.pretrain`), each beside a recipe JSON holding its SHA-256.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_PROCEDURAL_WEIGHTS = {"small": "small_procedural.pt"}
+
+
+def procedural_checkpoint_path(arch: str) -> Path:
+    """The repository's procedurally pretrained backbone for ``arch``, its checksum verified (:func:`verified_weights`).
+
+    The ImageNet stand-in of the quick backbone: only its stem and layer1..layer4, no heads.
+    """
+    if arch not in _PROCEDURAL_WEIGHTS:
+        raise ValueError(f"no procedural weights for {arch!r}; they exist for {sorted(_PROCEDURAL_WEIGHTS)}")
+    return verified_weights(WEIGHTS_DIR / _PROCEDURAL_WEIGHTS[arch])
+
+
+def recipe_path(weights: str | os.PathLike) -> Path:
+    """The JSON beside a weights file: how it was made and its SHA-256 (``small_procedural.pt`` -> ``.json``)."""
+    return Path(weights).with_suffix(".json")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verified_weights(path: str | os.PathLike) -> Path:
+    """`path`, once its SHA-256 equals the ``sha256`` of its recipe JSON (:func:`recipe_path`).
+
+    Raises FileNotFoundError naming the weights or the recipe when one is missing, and CheckpointError naming the
+    file when the checksum differs (a damaged or replaced file: its provenance is unknown).
+    """
+    path = Path(path)
+    recipe = recipe_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    if not recipe.is_file():
+        raise FileNotFoundError(f"{path} has no recipe beside it: {recipe} (with its sha256) is missing")
+    try:
+        expected = json.loads(recipe.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{recipe} is not a weights recipe with a sha256 ({type(err).__name__}: {err})") from None
+    actual = sha256_file(path)
+    if actual != expected:
+        raise CheckpointError(
+            f"checksum mismatch for {path}: its SHA-256 is {actual}, its recipe {recipe.name} says {expected}; the "
+            "file is damaged or was replaced (for a Git LFS pointer: `git lfs pull`); rebuild it with "
+            "`udalib pretrain` and the recipe's settings"
         )
     return path
 
@@ -378,4 +435,8 @@ __all__ = [
     "describe_architecture",
     "imagenet_checkpoint_path",
     "load_checkpoint_into",
+    "procedural_checkpoint_path",
+    "recipe_path",
+    "sha256_file",
+    "verified_weights",
 ]
