@@ -3,6 +3,8 @@
 import json
 import math
 import weakref
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -243,6 +245,30 @@ def test_bafft_pseudo_labels_take_the_softmax_first_as_released_and_sdca_upsampl
 def test_a_folder_written_before_the_order_was_recorded_reads_as_upsampled_first(tmp_path):
     (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5]}))
     assert labels_order(tmp_path) == UPSAMPLE_THEN_SOFTMAX
+
+
+def test_a_stage_makes_bafft_pseudo_labels_in_the_released_order_and_remakes_older_ones(tmp_path, monkeypatch):
+    from udalib import stages
+    from udalib.presets import resolve
+
+    ckpt = tmp_path / "bafft_step1" / "checkpoint_final.pt"
+    out = ckpt.parent / "pseudo_labels"
+    out.mkdir(parents=True)
+    (out / "thresholds.json").write_text(json.dumps({"thresholds": [0.5]}))  # made before the order was recorded
+    made = []
+
+    def generate(model, loader, out_dir, *, order, **kw):
+        made.append(order)
+        (Path(out_dir) / "thresholds.json").write_text(json.dumps({"order": order}))
+
+    monkeypatch.setattr(stages, "stage_checkpoint", lambda cfg, method, progress="lines": ckpt)
+    monkeypatch.setattr(stages, "load_trained", lambda path, device: None)
+    monkeypatch.setattr(stages, "build_domains", lambda cfg: SimpleNamespace(pseudo_label_loader=lambda: []))
+    monkeypatch.setattr(stages, "generate_pseudo_labels", generate)
+    cfg = resolve("bafft", "quick")
+    assert stages.stage_pseudo_labels(cfg, "bafft_step1") == out and made == [SOFTMAX_THEN_UPSAMPLE]
+    stages.stage_pseudo_labels(cfg, "bafft_step1")  # now in BAFFT's order: reused, not made again
+    assert made == [SOFTMAX_THEN_UPSAMPLE]
 
 
 def test_refuses_a_non_empty_folder(tmp_path):
