@@ -17,10 +17,11 @@ Two orders of softmax and upsampling (``order``), chosen by the method whose mod
 * ``"upsample_then_softmax"`` (SDCA's ``test.py``-based generator): the logits are upsampled bilinearly, then the
   softmax is taken at the output size;
 * ``"softmax_then_upsample"`` (SIM's ``SSL.py``, BAFFT's ``Generate_Pseudo_Label.py``): the softmax of the
-  feature-resolution logits is upsampled bilinearly (align_corners=True). The upsampled probabilities are
-  smoother, so the maxima and the thresholds differ (on random logits, thresholds higher by about 0.01 and a few
-  per cent of the labels different). The released script thresholds and writes at the network input size
-  (512×1024), which the step-2 loader resizes; here both passes follow the same order, pass 2 at ``label_size``.
+  feature-resolution logits is upsampled bilinearly (align_corners=True). Between two feature pixels this
+  interpolates probabilities instead of logits, so the maxima, the class thresholds and some labels differ
+  (``tests/test_pseudo_labels.py`` works one case by hand). The released script thresholds and writes at the
+  network input size (512×1024), which the step-2 loader resizes; here both passes follow the same order, pass 2
+  at ``label_size``.
 
 Files: ``<out_dir>/<city>/<stem>_pseudo_trainIds.png``, single-channel uint8 ("L") PNGs holding trainIds
 and 255 for ignored pixels, plus ``<out_dir>/thresholds.json``. Use ``pseudo_label_path`` to find them.
