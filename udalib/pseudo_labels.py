@@ -14,7 +14,7 @@ Spec: sdca.md, sections 5.3 and 6; the book's self-training chapter explains the
 
 Two orders of softmax and upsampling (``order``), chosen by the method whose model makes the labels:
 
-* ``"upsample_then_softmax"`` (SDCA's ``test.py``-based generator): the logits are upsampled bilinearly, then the
+* ``"upsample_then_softmax"`` (SDCA's ``pseudo_label.py``): the logits are upsampled bilinearly, then the
   softmax is taken at the output size;
 * ``"softmax_then_upsample"`` (SIM's ``SSL.py``, BAFFT's ``Generate_Pseudo_Label.py``): the softmax of the
   feature-resolution logits is upsampled bilinearly (align_corners=True). Between two feature pixels this
