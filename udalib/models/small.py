@@ -70,8 +70,9 @@ class SmallDeepLab(DeepLabSegmenter):
 
     Input (B, 3, H, W) -> SegOutput with logits/aux_logits (B, K, H/4, W/4) and features
     (B, channels[3], H/4, W/4). Module names mirror the ResNet-101 model (layer1..4, aux head
-    ``layer5`` on layer3, main head ``layer6`` on layer4). It is trained from scratch, so BN is
-    trainable by default and convs use Kaiming init.
+    ``layer5`` on layer3, main head ``layer6`` on layer4). The quick preset trains it from scratch,
+    so BN is trainable by default and convs use Kaiming init; ``build_model("small", K, pretrained="procedural")``
+    starts its backbone from the weights :mod:`udalib.pretrain` wrote instead.
 
     Args:
         num_classes: K.
