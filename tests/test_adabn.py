@@ -41,3 +41,22 @@ def test_refusals():
         adapt_batchnorm(nn.Conv2d(3, 3, 1), [torch.randn(1, 3, 4, 4)])
     with pytest.raises(ValueError, match="no target images"):
         adapt_batchnorm(nn.BatchNorm2d(3), [])
+
+
+def test_a_model_with_trained_source_statistics_gets_the_target_estimate_alone():
+    """A trained network's BN has counted many source batches (``num_batches_tracked``); with ``momentum=None``
+    and no reset, three target batches would weigh 3/(n + 3) next to them. AdaBN's statistics are the target's."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 1)).train()
+    for _ in range(200):  # source images: mean 5, std 3
+        net(torch.randn(4, 3, 5, 7) * 3 + 5)
+    source_mean, source_var = net[0].running_mean.clone(), net[0].running_var.clone()
+    assert net[0].num_batches_tracked.item() == 200
+    torch.testing.assert_close(source_mean, torch.full((3,), 5.0), atol=0.3, rtol=0)
+    batches = [torch.randn(2, 3, 5, 7) * 0.5 - 2 for _ in range(3)]  # target images: mean -2, std 0.5
+    adapt_batchnorm(net, batches)
+    bn = net[0]
+    torch.testing.assert_close(bn.running_mean, torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([b.var((0, 2, 3)) for b in batches]).mean(0))
+    assert bn.num_batches_tracked.item() == 3
+    assert (bn.running_mean - source_mean).abs().min() > 6 and (bn.running_var / source_var).max() < 0.1

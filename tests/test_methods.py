@@ -140,3 +140,43 @@ def test_local_branch_pixel_sample_keeps_positions_aligned():
     assert 0 <= where.min() and where.max() < h * w
     every = GlobalLocal(dataclasses.replace(quick, local_pixels=None), k)
     assert every.local_sample(maps, mask) == (maps, mask)
+
+
+class _PixelwiseSegmenter(torch.nn.Module):
+    """A 1×1 conv at the input resolution: each output pixel depends on its own input pixel alone."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.head = torch.nn.Conv2d(3, k, 1)
+
+    def forward(self, image):
+        from udalib.models.output import SegOutput
+
+        logits = self.head(image)
+        return SegOutput(logits=logits, features=logits, aux_logits=None)
+
+
+@pytest.mark.parametrize("mask_source_void", [True, False])
+def test_the_local_discriminator_never_sees_source_void_pixels(mask_source_void):
+    """Global-local's local source term is a mean over the source pixels that carry a class (our reading of Yarram
+    et al.): changing what the segmenter outputs on void pixels (label 255) leaves it unchanged, and it changes
+    when the mask is off. The global (patch) term sees every pixel either way."""
+    from udalib.methods.globallocal import GlobalLocal
+
+    quick = resolve("globallocal", "quick").method_cfg
+    cfg = dataclasses.replace(quick, local_pixels=None, lambda_local_aux=0.0, mask_source_void=mask_source_void)
+    k = 3
+    torch.manual_seed(0)
+    model, method = _PixelwiseSegmenter(k), GlobalLocal(dataclasses.replace(cfg, lambda_adv_aux=0.0), k)
+    label = torch.randint(k, (2, 32, 32))
+    label[:, :, :16] = 255  # the left half of every source image is void
+    image = torch.randn(2, 3, 32, 32)
+    target = Batch(torch.randn(2, 3, 32, 32), torch.zeros(2, 32, 32, dtype=torch.long), meta={})
+    changed = image.clone()
+    changed[:, :, :, :16] = torch.randn(2, 3, 32, 16) * 5
+    logs = [
+        method.training_step(model, Batch(x, label, meta={}), target, 0, lambda loss: loss.backward())
+        for x in (image, changed)
+    ]
+    assert logs[0]["d_main"] != logs[1]["d_main"]
+    assert (logs[0]["local_d_main"] == logs[1]["local_d_main"]) == mask_source_void

@@ -144,3 +144,66 @@ def test_augmentation_depends_on_the_draw_not_on_the_global_rng():
     state = torch.get_rng_state()
     assert torch.equal(items[(7, 1)], first) and not torch.equal(items[(8, 1)], first)
     assert torch.equal(torch.get_rng_state(), state)  # reading an item leaves the caller's RNG alone
+
+
+def _spy_on_steps(monkeypatch) -> tuple[list[tuple[int, list[float], list[float]]], dict[str, torch.Tensor]]:
+    """(iteration, the segmenter's group LRs, the auxiliary optimisers' LRs) as each training step starts, and the
+    method's initial state."""
+    seen: list[tuple[int, list[float], list[float]]] = []
+    initial: dict[str, torch.Tensor] = {}
+    build = Trainer._build
+
+    def spying_build(self, *, fresh):
+        parts = build(self, fresh=fresh)
+        initial.update({k: v.clone() for k, v in parts.method.state_dict().items()})
+        step = parts.method.training_step
+
+        def spy(model, src, tgt, k, backward):
+            aux = [g["lr"] for o in parts.method.aux_optimizers() for g in o.param_groups]
+            seen.append((k, [g["lr"] for g in parts.opt.param_groups], aux))
+            return step(model, src, tgt, k, backward)
+
+        parts.method.training_step = spy
+        return parts
+
+    monkeypatch.setattr(Trainer, "_build", spying_build)
+    return seen, initial
+
+
+def test_every_optimiser_follows_the_poly_schedule_and_is_stepped(tiny_cache, tmp_path, monkeypatch):
+    """At iteration k the backbone trains at lr·(1 − k/horizon)^0.9, the heads at 10× that and both discriminators
+    at lr_d·(1 − k/horizon)^0.9 (AdaptSegNet's train_gta2cityscapes_multi.py: adjust_learning_rate and
+    adjust_learning_rate_D); log.jsonl's row of iteration k+1 states the backbone's LR; every discriminator moves."""
+    seen, initial = _spy_on_steps(monkeypatch)
+    cfg = tiny_config("adaptsegnet_multi", tmp_path, iters=4, init_checkpoint=None)
+    t, lr_d = cfg.train, cfg.method_cfg.lr_d
+    assert (t.head_lr_mult, t.poly_power) == (10.0, 0.9) and t.poly_horizon == 8
+    result = Trainer(cfg, progress="none").fit()
+    assert [k for k, _, _ in seen] == [0, 1, 2, 3]
+    for k, groups, aux in seen:
+        f = (1 - k / 8) ** 0.9
+        assert groups == pytest.approx([t.lr * f, 10 * t.lr * f], rel=1e-12), k
+        assert aux == pytest.approx([lr_d * f, lr_d * f], rel=1e-12), k
+    logged = _losses(tmp_path / "adaptsegnet_multi")
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]
+    assert [r["lr"] for r in logged] == pytest.approx([t.lr * (1 - k / 8) ** 0.9 for k in range(4)], rel=1e-12)
+    trained = result.method.state_dict()
+    for level in ("aux", "main"):
+        weights = [k for k in trained if k.startswith(f"disc.nets.{level}") and k.endswith("weight")]
+        assert weights and all(not torch.equal(trained[k], initial[k]) for k in weights), level
+
+
+def test_a_resume_restores_the_torch_rng(tiny_cache, tmp_path):
+    """Global-local's local branch draws its pixels from torch's global RNG (``local_pixels``): a run resumed at
+    iteration 2 ends on the uninterrupted run's weights only if the checkpoint's RNG state is restored."""
+    full = tiny_config("globallocal", tmp_path / "full", iters=4, init_checkpoint=None)
+    assert full.method_cfg.local_pixels == 512
+    full = dataclasses.replace(full, train=dataclasses.replace(full.train, checkpoint_every=2))
+    a = Trainer(full, progress="none").fit().model.state_dict()
+    part = dataclasses.replace(full, out_dir=str(tmp_path / "part"), train=dataclasses.replace(full.train, iters=2))
+    Trainer(part, progress="none").fit()
+    torch.rand(7)  # whatever ran in between moved the RNG on
+    resumed = dataclasses.replace(part, train=full.train, resume="auto")
+    b = Trainer(resumed, progress="none").fit().model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

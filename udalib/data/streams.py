@@ -116,6 +116,9 @@ def infinite_loader(
         pin_memory=pin_memory,
         worker_init_fn=_seed_worker,
         persistent_workers=num_workers > 0,
+        # its iterator's worker seed comes from this generator: drawn from the global RNG it would move the RNG a
+        # resumed run has just restored, so that the methods' own draws (global-local's pixels) would differ
+        generator=torch.Generator().manual_seed(seed),
     )
     for image, label, meta in loader:
         yield Batch(image, label, meta)
