@@ -325,3 +325,32 @@ def test_build_dataset_registry(tmp_path):
         build_dataset("gta6", tmp_path)
     with pytest.raises(ValueError, match="list_file"):
         build_dataset("gta5", tmp_path / "gta", "val")
+
+
+# --------------------------------------------------------------------------------------------- named pipelines
+@pytest.mark.parametrize(
+    "method, first_steps",
+    [
+        ("source_only", ["Resize", "ToTensor"]),
+        ("sdca", ["Resize", "ColorJitter", "RandomGrayscale", "GaussianBlur"]),  # its row: source_aug="sdca_color"
+        ("sdca_ssl", ["RandomScale", "RandomCrop", "HorizontalFlip", "ToTensor"]),  # labelled_aug="scale_crop"
+    ],
+)
+def test_the_labelled_set_takes_its_presets_pipeline_and_its_plain_copy_none(tmp_path, method, first_steps):
+    import dataclasses
+
+    from udalib.data.domains import build_domains
+    from udalib.data.synthcity import SynthCitySpec, generate
+    from udalib.presets import resolve
+
+    root = generate(tmp_path / "sc", SynthCitySpec(height=16, width=32, n_source=1, n_target_train=1, n_target_val=1))
+    cfg = resolve(method, "quick", data_root=str(root))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pseudo_label_dir=None))  # ground truth here
+    dom = build_domains(cfg)
+    names = [type(t).__name__ for t in dom.labelled.transform.transforms]
+    assert names[: len(first_steps)] == first_steps
+    assert [type(t).__name__ for t in dom.labelled_eval.transform.transforms] == ["Resize", "ToTensor", "Normalize"]
+    torch.manual_seed(0)
+    image, label = dom.labelled[0][:2]
+    size = cfg.data.target_size if cfg.data.labelled == "target" else cfg.data.source_size
+    assert image.shape[1:] == label.shape == size  # scale_crop pads the 16x32 images to its crop

@@ -5,8 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
+from udalib.config import LABELLED_AUGS, SOURCE_AUGS, DataConfig, RunConfig, TrainConfig
 from udalib.data.transforms import (
     NORMALIZATIONS,
+    PIPELINES,
     ColorJitter,
     Compose,
     GaussianBlur,
@@ -19,6 +21,7 @@ from udalib.data.transforms import (
     ToTensor,
     denormalize,
     eval_transform,
+    pipeline_transform,
     train_transform,
 )
 
@@ -150,3 +153,61 @@ def test_train_transform_presets():
         train_transform(size=(8, 16), normalization="caffe_bgr", crop=(4, 4), label_size=(2, 2))
     with pytest.raises(ValueError, match="height, width"):
         Resize((8,))
+
+
+@pytest.mark.parametrize(
+    "name, steps",
+    [
+        ("none", ["Resize", "ToTensor", "Normalize"]),
+        ("sdca_color", ["Resize", "ColorJitter", "RandomGrayscale", "GaussianBlur", "ToTensor", "Normalize"]),
+        ("fda", ["Resize", "FourierStyle", "ToTensor", "Normalize"]),
+        ("scale_crop", ["RandomScale", "RandomCrop", "HorizontalFlip", "ToTensor", "Normalize"]),
+    ],
+)
+def test_each_named_pipeline_is_its_steps_at_the_training_size(name, steps):
+    image, label = _pair(16, 32)
+    tf = pipeline_transform(name, size=(8, 12), normalization="imagenet_rgb", fda_images=[_pair(4, 4)[0]])
+    assert [type(t).__name__ for t in tf.transforms] == steps
+    torch.manual_seed(0)
+    x, y = tf(image, label)
+    assert x.shape == (3, 8, 12) and y.shape == (8, 12)  # scale_crop crops at the training size
+
+
+def test_an_unknown_pipeline_names_the_allowed_ones_and_fda_needs_images():
+    with pytest.raises(ValueError, match="unknown data pipeline 'colour'; expected one of none, sdca_color, fda"):
+        pipeline_transform("colour", size=(8, 8), normalization="imagenet_rgb")
+    with pytest.raises(ValueError, match="target set is empty"):
+        pipeline_transform("fda", size=(8, 8), normalization="imagenet_rgb")
+
+
+def test_the_config_names_exactly_the_pipelines_that_exist():
+    assert set(SOURCE_AUGS) | set(LABELLED_AUGS) == set(PIPELINES)
+
+
+def test_a_bad_pipeline_in_the_config_names_the_parameter_and_the_allowed_values():
+    with pytest.raises(ValueError, match="source_aug must be one of none, sdca_color, fda; got 'scale_crop'"):
+        DataConfig(source_aug="scale_crop")
+    with pytest.raises(ValueError, match="labelled_aug must be one of none, scale_crop; got 'fda'"):
+        DataConfig(labelled="target", labelled_aug="fda")
+    # a pipeline of the set that carries no labels would do nothing: refused
+    with pytest.raises(ValueError, match="source_aug='sdca_color' needs labelled='source'"):
+        DataConfig(labelled="target", source_aug="sdca_color")
+    with pytest.raises(ValueError, match="labelled_aug='scale_crop' needs labelled='target'"):
+        DataConfig(labelled_aug="scale_crop")
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ({"source_color_aug": True}, {"source_aug": "sdca_color"}),
+        ({"source_fda_beta": 0.05}, {"source_aug": "fda", "fda_beta": 0.05}),
+        ({"labelled": "target", "labelled_scale_crop": True}, {"labelled": "target", "labelled_aug": "scale_crop"}),
+        ({"source_color_aug": False, "source_fda_beta": 0.0, "labelled_scale_crop": False}, {}),
+    ],
+)
+def test_a_config_stored_with_the_former_flags_reads_as_their_pipeline(old, new):
+    stored = RunConfig("quick", "sdca", DataConfig(), TrainConfig(), {}).to_dict()
+    for flag in ("source_aug", "fda_beta", "labelled_aug"):
+        del stored["data"][flag]
+    stored["data"].update(old)
+    assert RunConfig.from_dict(stored).data == DataConfig(**new)

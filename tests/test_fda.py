@@ -42,10 +42,12 @@ def test_a_run_can_give_its_source_images_target_low_frequencies(tmp_path):
     root = generate(tmp_path / "sc", SynthCitySpec(height=32, width=64, n_source=2, n_target_train=2, n_target_val=1))
     cfg = resolve("source_only", "quick", data_root=str(root))
     plain = build_domains(cfg).labelled[0][0]
-    with_fda = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source_fda_beta=0.05))
+    with_fda = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source_aug="fda", fda_beta=0.05))
     torch.manual_seed(0)
     styled = build_domains(with_fda).labelled[0][0]
     assert styled.shape == plain.shape and not torch.equal(styled, plain)
     assert (styled.mean(dim=(1, 2)) - plain.mean(dim=(1, 2))).abs().max() > 0.01  # the colour moved
-    with pytest.raises(ValueError, match="source_fda_beta must be in"):
-        dataclasses.replace(cfg.data, source_fda_beta=0.7)
+    with pytest.raises(ValueError, match=r"fda_beta must be in \(0, 0.5\)"):
+        dataclasses.replace(cfg.data, source_aug="fda", fda_beta=0.7)
+    with pytest.raises(ValueError, match="fda_beta is the fda pipeline's window, but source_aug is 'none'"):
+        dataclasses.replace(cfg.data, fda_beta=0.05)

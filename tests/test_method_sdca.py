@@ -245,7 +245,7 @@ def test_registry_quick():
     cfg = resolve("sdca", "quick")
     assert methods.get("sdca").cls is SDCA
     assert cfg.train.init_checkpoint == "stage:sdca_source"
-    assert cfg.data.source_sampling == "class_balanced" and cfg.data.source_color_aug
+    assert cfg.data.source_sampling == "class_balanced" and cfg.data.source_aug == "sdca_color"
     assert not cfg.train.multi_level and cfg.train.lr == 0.005
     assert (cfg.train.iters, cfg.train.batch_source, cfg.train.batch_target) == (200, 4, 4)  # QUICK_ADAPTATION
 
@@ -254,7 +254,7 @@ def test_registry_quick():
     assert ssl.data.pseudo_label_dir == "stage:sdca"
     assert ssl.train.init_checkpoint is None and ssl.method_cfg.lambda_seg_aux == 0.0
     assert ssl.train.iters == QUICK_TRAIN.iters  # a fresh network, as long as the source-only model it is compared with
-    assert ssl.data.labelled_scale_crop and ssl.data.eval_size == (128, 256)
+    assert ssl.data.labelled_aug == "scale_crop" and ssl.data.eval_size == (128, 256)
 
     src = resolve("sdca_source", "quick")
     assert not methods.get("sdca_source").cls.uses_target
@@ -268,7 +268,7 @@ def test_registry_paper_rows():
 
     cfg = paper("sdca")
     assert cfg.method_cfg.tau == 100.0 and cfg.method_cfg.delta == 0.9
-    assert cfg.data.source_color_aug and cfg.data.source_sampling == "class_balanced"
+    assert cfg.data.source_aug == "sdca_color" and cfg.data.source_sampling == "class_balanced"
     assert cfg.data.normalization == "imagenet_rgb"
     t = cfg.train
     assert (t.iters, t.poly_horizon, t.lr, t.bn_mode) == (40_000, 62_500, 2.5e-4, "frozen")

@@ -442,7 +442,7 @@ def test_sdca_chain_init_estimators_pseudo_labels_and_self_training(runs):
     source, sdca, ssl = runs.get("sdca_source"), runs.get("sdca"), runs.get("sdca_ssl")
     # stage 3 starts from stage 1's final model, with its source augmentation and class-balanced sampler
     assert sdca.stages == {"init_checkpoint": "sdca_source"} and sdca.init == [source.cfg.final_checkpoint]
-    assert sdca.cfg.data.source_sampling == "class_balanced" and sdca.cfg.data.source_color_aug
+    assert sdca.cfg.data.source_sampling == "class_balanced" and sdca.cfg.data.source_aug == "sdca_color"
     # its estimators travel in the checkpoint: the initial pass over the 4 source images and 2 updates
     method = sdca.final()["method"]
     assert method["feat_stats.mean"].shape == (19, 2048) and method["out_stats.mean"].shape == (19, 19)
@@ -457,7 +457,7 @@ def test_sdca_chain_init_estimators_pseudo_labels_and_self_training(runs):
     files = sorted(folder.rglob(f"*{PSEUDO_SUFFIX}"))
     assert len(files) == SPEC.n_target_train
     assert all(np.asarray(Image.open(f)).shape == LABELS for f in files)
-    assert ssl.cfg.data.labelled == "target" and ssl.cfg.data.labelled_scale_crop
+    assert ssl.cfg.data.labelled == "target" and ssl.cfg.data.labelled_aug == "scale_crop"
     assert ssl.init == [] and ssl.cfg.train.bn_mode == "trainable" and not ssl.cfg.train.multi_level
 
 

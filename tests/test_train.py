@@ -117,7 +117,7 @@ def test_a_resumed_run_with_random_augmentation_takes_the_same_steps(tiny_cache,
     augmentation is seeded by its draw, so a run resumed at step 2 ends with the uninterrupted run's weights."""
     full = tiny_config("sdca", tmp_path / "full", iters=4, init_checkpoint=None)
     full = dataclasses.replace(full, train=dataclasses.replace(full.train, checkpoint_every=2, eval_every=4))
-    assert full.data.source_color_aug and full.data.source_sampling == "class_balanced"
+    assert full.data.source_aug == "sdca_color" and full.data.source_sampling == "class_balanced"
     a = Trainer(full, progress="none").fit().model.state_dict()
 
     part = dataclasses.replace(full, out_dir=str(tmp_path / "part"), train=dataclasses.replace(full.train, iters=2))

@@ -30,6 +30,10 @@ STAGE_PREFIX = "stage:"
 #: ``DataConfig.synthcity_shift``.
 COMPILE_BACKENDS = ("inductor", "eager", "aot_eager")
 SHIFT_KNOBS = ("appearance", "texture", "geometry", "priors", "layout")
+#: The named training pipelines (``udalib.data.transforms.PIPELINES``) of source images (``DataConfig.source_aug``)
+#: and of target-train images with labels (``DataConfig.labelled_aug``).
+SOURCE_AUGS = ("none", "sdca_color", "fda")
+LABELLED_AUGS = ("none", "scale_crop")
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,28 @@ class DataConfig:
     # strength of each shift knob (SHIFT_KNOBS order): 0 = off, 1 = the default pair, up to 2
     synthcity_shift: tuple[float, ...] = (1.0,) * len(SHIFT_KNOBS)
     num_workers: int = 0
-    source_color_aug: bool = False  # SDCA stage 3: colour jitter, grayscale, blur on source images
-    source_fda_beta: float = 0.0  # FDA: source images take target low frequencies in a window of this size (0: off)
+    # pipeline of the source images (SOURCE_AUGS): none | sdca_color (SDCA stage 3: colour jitter, grayscale,
+    # blur) | fda (target low frequencies in a window of half-width fda_beta * min(H, W))
+    source_aug: str = "none"
+    fda_beta: float = 0.01  # the fda pipeline's window (FDA's released default)
     source_sampling: str = "uniform"  # uniform | class_balanced (FADA/SDCA sampler)
     # target-train labels from pseudo-labels: the labelled set of a self-training stage, or the target batches of a
     # method that also trains on them (BAFFT's step 2)
     pseudo_label_dir: str | None = None
-    labelled_scale_crop: bool = False  # SDCA self-training: random scale 0.5-1.5 of the full image, crop, flip
+    # pipeline of labelled target-train images (LABELLED_AUGS): none | scale_crop (SDCA self-training: random scale
+    # 0.5-1.5 of the full image, crop, flip)
+    labelled_aug: str = "none"
 
     def __post_init__(self) -> None:
         _one_of("labelled", self.labelled, ("source", "target"))
         _one_of("source_sampling", self.source_sampling, ("uniform", "class_balanced"))
+        _one_of("source_aug", self.source_aug, SOURCE_AUGS)
+        _one_of("labelled_aug", self.labelled_aug, LABELLED_AUGS)
+        # a pipeline of the set that does not carry the labels would be silently ignored
+        if self.source_aug != "none" and self.labelled == "target":
+            raise ValueError(f"source_aug={self.source_aug!r} needs labelled='source' (labelled_aug is target's)")
+        if self.labelled_aug != "none" and self.labelled == "source":
+            raise ValueError(f"labelled_aug={self.labelled_aug!r} needs labelled='target' (source_aug is source's)")
         sizes = ("source_size", "target_size", "eval_size", "synthcity_size")
         for name in sizes + (("eval_label_size",) if self.eval_label_size is not None else ()):
             size = getattr(self, name)
@@ -84,8 +99,10 @@ class DataConfig:
                 f"synthcity_shift must be {len(SHIFT_KNOBS)} strengths in [0, 2] for {SHIFT_KNOBS}, got {shift!r}"
             )
         _check_int("num_workers", self.num_workers, minimum=0)
-        if not (isinstance(self.source_fda_beta, int | float) and 0 <= self.source_fda_beta < 0.5):
-            raise ValueError(f"source_fda_beta must be in [0, 0.5) (0: no FDA), got {self.source_fda_beta!r}")
+        if not (isinstance(self.fda_beta, int | float) and 0 < self.fda_beta < 0.5):
+            raise ValueError(f"fda_beta must be in (0, 0.5), got {self.fda_beta!r}")
+        if self.fda_beta != DataConfig.fda_beta and self.source_aug != "fda":
+            raise ValueError(f"fda_beta is the fda pipeline's window, but source_aug is {self.source_aug!r}")
 
 
 @dataclass(frozen=True)
@@ -197,7 +214,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         """The inverse of `to_dict` (the config a checkpoint stores); the method config stays a dict."""
-        return cls(**{**d, "data": _from_dict(DataConfig, d["data"]), "train": _from_dict(TrainConfig, d["train"])})
+        data = _from_dict(DataConfig, _named_pipelines(d["data"]))
+        return cls(**{**d, "data": data, "train": _from_dict(TrainConfig, d["train"])})
 
     def describe(self) -> str:
         return json.dumps(self.to_dict(), indent=1, default=str)
@@ -264,6 +282,20 @@ def content_digest(path: Path, mtime_ns: int, size: int) -> str:
 def field_defaults(kind: type) -> dict[str, Any]:
     """{field: default} of a config dataclass (every field of DataConfig and TrainConfig has one)."""
     return dataclasses.asdict(kind())
+
+
+def _named_pipelines(data: dict) -> dict:
+    """Data fields stored before the named pipelines, in their names: ``source_color_aug`` became
+    ``source_aug="sdca_color"``, ``source_fda_beta`` (0: off) ``source_aug="fda"`` with ``fda_beta``, and
+    ``labelled_scale_crop`` ``labelled_aug="scale_crop"``, so that older checkpoints still load."""
+    data = dict(data)
+    if data.pop("source_color_aug", False):
+        data["source_aug"] = "sdca_color"
+    if beta := data.pop("source_fda_beta", 0.0):
+        data["source_aug"], data["fda_beta"] = "fda", beta
+    if data.pop("labelled_scale_crop", False):
+        data["labelled_aug"] = "scale_crop"
+    return data
 
 
 def _from_dict(kind: type, values: dict) -> Any:

@@ -98,13 +98,13 @@ TARGET_LABELS = Row(data=dict(labelled="target"))
 SDCA_PAPER = Row(data=dict(normalization="imagenet_rgb"), train=dict(multi_level=False, pretrained="imagenet"))
 #: Stage 3 adds colour jitter/grayscale/blur on source and FADA's class-balanced source sampler, from stage 1.
 SDCA_STAGE3 = Row(
-    data=dict(source_color_aug=True, source_sampling="class_balanced"),
+    data=dict(source_aug="sdca_color", source_sampling="class_balanced"),
     train=dict(init_checkpoint="stage:sdca_source", multi_level=False),
 )
 #: Stage 4: a *fresh* network (no init checkpoint) on the stage-3 model's pseudo-labels, with random scale
 #: 0.5-1.5 of the full image, crop at the training size and flip; evaluated at full resolution.
 SDCA_SSL = TARGET_LABELS + Row(
-    data=dict(pseudo_label_dir="stage:sdca", labelled_scale_crop=True), train=dict(multi_level=False)
+    data=dict(pseudo_label_dir="stage:sdca", labelled_aug="scale_crop"), train=dict(multi_level=False)
 )
 
 #: BAFFT (spec bafft_orthogonal_clustering.md §A5, §A9, §A10): single-level, batch 1+1. Step 1 trains 200k of a

@@ -10,7 +10,7 @@ statistics re-estimated on target train, :mod:`udalib.adabn`) applied to the sou
 to adapted ones; and the anatomy of SynthCity's gap (:func:`shift_record`: on a pair that differs in one knob,
 source-only, AdaBN and that pair's oracle).
 
-Every record carries the identity of the data it was measured on (:func:`udalib.results.data_identity`). Before any
+Every record carries the identity of the data it was measured on (:func:`udalib.record.data_identity`). Before any
 training, the records about to be written are compared with those already in the results folder: one that would
 replace a record measured on other (or unknown) data stops the command unless ``replace=True``.
 """
@@ -32,6 +32,7 @@ from .data.labels import get_protocol
 from .evaluate import EvalResult, evaluate
 from .models.trained import load_trained
 from .presets import resolve
+from .record import Record, data_identity
 from .results import CATALOGUE
 from .run_folder import RunFolder, config_differences
 
@@ -80,19 +81,20 @@ def _trained(cfg: RunConfig, device: torch.device) -> nn.Module:
 
 
 def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch.device, **extra) -> dict:
-    return {
-        "method": name,
-        "preset": cfg.preset,
-        "seed": cfg.train.seed,
-        "iters": cfg.train.iters,
+    """The stored record of an evaluated result: `res` scored for `name`, with the :class:`Record` parts in `extra`."""
+    return Record(
+        method=name,
+        preset=cfg.preset,
+        seed=cfg.train.seed,
+        iters=cfg.train.iters,
         **res.to_json(),
-        "checkpoint": "last",
-        "wall_s": round(time.time() - t0, 1),
-        "device": device.type,
-        "threads": torch.get_num_threads(),
-        "data": results.data_identity(cfg),
+        checkpoint="last",
+        wall_s=round(time.time() - t0, 1),
+        device=device.type,
+        threads=torch.get_num_threads(),
+        data=data_identity(cfg),
         **extra,
-    }
+    ).to_dict()
 
 
 def ensemble_record(name: str, preset: str, seed: int, **kw) -> dict:
@@ -170,10 +172,10 @@ def measure(name: str, preset: str, seed: int, **kw) -> dict:
     if entry.kind == "evaluated":
         return EVALUATORS[entry.how](name, preset, seed, **kw)
     cfg = measured_config(name, preset, seed, **kw)
-    rec = results.record_from_metrics(run_once(cfg), cfg)
+    rec = Record.from_metrics(run_once(cfg), cfg)
     if entry.kind == "ablation":
-        rec.update(method=name, ablation={"of": entry.of, **entry.overrides})
-    return rec
+        rec.method, rec.ablation = name, {"of": entry.of, **entry.overrides}
+    return rec.to_dict()
 
 
 def record_config(name: str, preset: str, seed: int, **kw) -> RunConfig:
@@ -192,7 +194,7 @@ def check_replacements(names: list[str], preset: str, seeds, results_root: str |
         for seed in seeds:
             cfg = record_config(name, preset, seed, **kw)
             key = {"method": name, "preset": cfg.preset, "seed": cfg.train.seed, "iters": cfg.train.iters}
-            conflict = results.replacement_conflict({**key, "data": results.data_identity(cfg)}, results_root)
+            conflict = results.replacement_conflict({**key, "data": data_identity(cfg)}, results_root)
             if conflict:
                 found.append(conflict)
     return found

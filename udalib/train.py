@@ -38,7 +38,7 @@ from .methods import build_method
 from .methods.base import Method
 from .models.checkpoints import read_checkpoint
 from .models.trained import TRAINER_KEYS, build_segmenter, load_weights
-from .results import data_identity
+from .record import Record, data_identity
 from .run_folder import RunFolder, RunFolderError
 from .user_error import UserError, setting
 
@@ -405,27 +405,27 @@ class Trainer:
         )
 
     def metrics(self, result: TrainResult) -> dict:
-        """The run's metrics record (results-file format of ARCHITECTURE.md, plus provenance)."""
-        final = result.final
-        rec = {
-            "method": self.cfg.method,
-            "preset": self.cfg.preset,
-            "seed": self.cfg.train.seed,
-            "iters": self.cfg.train.iters,
-            **final.to_json(),
-            "checkpoint": "last",
-            "wall_s": round(result.wall_s, 1),
-            "device": self.device.type,
-            "threads": torch.get_num_threads(),  # CPU kernels (and so the last digits) depend on it
-            "data": data_identity(self.cfg),
-            "git": git_revision(),
-            "best_on_target_val": {
+        """The run's ``metrics.json``: its :class:`~udalib.record.Record`, plus the evaluations over training (and
+        the peak GPU memory on CUDA), which the results record leaves out."""
+        rec = Record(
+            method=self.cfg.method,
+            preset=self.cfg.preset,
+            seed=self.cfg.train.seed,
+            iters=self.cfg.train.iters,
+            **result.final.to_json(),
+            checkpoint="last",
+            wall_s=round(result.wall_s, 1),
+            device=self.device.type,
+            threads=torch.get_num_threads(),  # CPU kernels (and so the last digits) depend on it
+            data=data_identity(self.cfg),
+            git=git_revision(),
+            best_on_target_val={
                 "step": result.best[0],
                 "miou": result.best[1].main_miou,
                 "note": "selected on the target val set (oracle model selection)",
             },
-            "evals": result.evals,
-        }
+        ).to_dict()
+        rec["evals"] = result.evals
         if self.device.type == "cuda":
             rec["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         return rec

@@ -25,7 +25,7 @@ from .labels import get_protocol
 from .sampling import ClassBalancedSampler, class_presence
 from .streams import Batch, ResumableDraws, infinite_loader
 from .synthia import SYNTHIA
-from .transforms import FourierStyle, eval_transform, train_transform
+from .transforms import eval_transform, pipeline_transform, train_transform
 
 
 def ensure_synthcity(cfg: RunConfig) -> Path | None:
@@ -143,10 +143,10 @@ def build_domains(cfg: RunConfig) -> Domains:
     target_root = Path(d.target_root) / "target" if d.target == "synthcity" else Path(d.target_root)
     # with pseudo_label_dir set, target-train labels are the pseudo-labels (self-training, BAFFT's step 2)
     target_train = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
-    fda = None
-    if d.source_fda_beta > 0:  # source images borrow target-train low frequencies
-        fda = FourierStyle(ImageFiles([s.image for s in target_train.samples]), d.source_fda_beta)
-    src_tf = train_transform(size=d.source_size, normalization=norm, color_aug=d.source_color_aug, fda=fda)
+    target_images = ImageFiles([s.image for s in target_train.samples])  # FDA's spectra, decoded on access
+    src_tf = pipeline_transform(
+        d.source_aug, size=d.source_size, normalization=norm, fda_images=target_images, fda_beta=d.fda_beta
+    )
     src_plain = train_transform(size=d.source_size, normalization=norm)
 
     target_val = Cityscapes(target_root, "val", val_tf, protocol=protocol)
@@ -154,11 +154,7 @@ def build_domains(cfg: RunConfig) -> Domains:
     if d.labelled not in ("source", "target"):
         raise ValueError(f"DataConfig.labelled must be 'source' or 'target', got {d.labelled!r}")
     if d.labelled == "target":  # the oracle (target GT) or self-training (target pseudo-labels)
-        lab_tf = (
-            train_transform(size=None, normalization=norm, scale=(0.5, 1.5), crop=d.target_size, flip=True)
-            if d.labelled_scale_crop
-            else tgt_tf
-        )
+        lab_tf = pipeline_transform(d.labelled_aug, size=d.target_size, normalization=norm)
         labelled = Cityscapes(target_root, "train", lab_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
         plain = Cityscapes(target_root, "train", tgt_tf, protocol=protocol, pseudo_label_dir=d.pseudo_label_dir)
     elif d.source in ("synthcity", "gta5"):

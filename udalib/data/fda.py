@@ -15,8 +15,8 @@ b = 0 (β = 0.01 on images under 100 pixels high) it swaps the mean colour. ``lo
 version, used by ``train.py``) swaps four b×b corners of the unshifted spectrum, a 2b×2b window of frequencies
 −b … b−1 that is empty at b = 0 and one-sided (it takes −b but not +b). udalib follows the numpy window: it is
 symmetric, so the result stays a real image, and it never leaves the image unchanged (a run that wants no FDA
-sets ``source_fda_beta = 0``, which skips the step). An image-level alignment that any method can apply to its
-source images. Example::
+keeps ``DataConfig.source_aug = "none"``, which has no FDA step). An image-level alignment that any method can
+apply to its source images. Example::
 
     translated = fda_source_to_target(source_image, target_image, beta=0.01)   # (3, H, W) floats, same size
 """

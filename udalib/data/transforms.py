@@ -299,6 +299,39 @@ def train_transform(
     return Compose(steps + [ToTensor(), Normalize(normalization)])
 
 
+#: The named training pipelines of the labelled stream (``DataConfig.source_aug`` for source images,
+#: ``DataConfig.labelled_aug`` for target-train images with labels) and what each does.
+PIPELINES: dict[str, str] = {
+    "none": "resize to the training size",
+    "sdca_color": "resize, then colour jitter, grayscale and blur (SDCA stage 3's source images)",
+    "fda": "resize, then the low frequencies of a random target image (FDA, parameter fda_beta)",
+    "scale_crop": "random scale 0.5-1.5 of the full image, crop at the training size, flip (SDCA self-training)",
+}
+
+
+def pipeline_transform(
+    name: str,
+    *,
+    size: Size,
+    normalization: str,
+    fda_images: Sequence[Image.Image] = (),
+    fda_beta: float = 0.01,
+) -> Compose:
+    """The training transform of the pipeline `name` (a key of :data:`PIPELINES`) at the training size `size`.
+
+    `fda_images` (e.g. the target train set's images) lend their spectrum to the "fda" pipeline, with window
+    `fda_beta`; the other pipelines do not read them. Example::
+
+        pipeline_transform("sdca_color", size=(720, 1280), normalization="imagenet_rgb")
+    """
+    if name not in PIPELINES:
+        raise ValueError(f"unknown data pipeline {name!r}; expected one of {', '.join(PIPELINES)}")
+    if name == "scale_crop":
+        return train_transform(size=None, normalization=normalization, scale=(0.5, 1.5), crop=size, flip=True)
+    fda = FourierStyle(fda_images, fda_beta) if name == "fda" else None
+    return train_transform(size=size, normalization=normalization, color_aug=name == "sdca_color", fda=fda)
+
+
 def eval_transform(*, size: Size | None, normalization: str, label_size: LabelSize = None) -> Compose:
     """Evaluation pipeline: image resized to `size` (benchmark: (512, 1024)); label kept at full resolution.
 

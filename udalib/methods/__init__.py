@@ -7,7 +7,6 @@ its name.
 
 from __future__ import annotations
 
-from ..results import CATALOGUE
 from . import adaptsegnet, advent, bafft, globallocal, maxsquare, ortho_cluster, sdca, supervised
 from .base import Method, Variant
 
@@ -23,14 +22,10 @@ def get(name: str) -> Variant:
     try:
         return REGISTRY[name]
     except KeyError:
-        pass
-    if name in CATALOGUE:  # controls and ablations are results, not methods
-        entry = CATALOGUE[name]
         raise ValueError(
-            f"{name!r} is not a method to train but a result ({entry.kind}: {entry.description}); make it with "
-            f"`udalib reproduce --methods {name}`"
-        )
-    raise ValueError(f"unknown method {name!r}; expected one of {sorted(REGISTRY)}")
+            f"unknown method {name!r}; expected one of {sorted(REGISTRY)} (controls and ablations are results, "
+            "made by `udalib reproduce --methods NAME`; `udalib train --list` lists both)"
+        ) from None
 
 
 def build_method(name: str, cfg: object, num_classes: int, *, feature_dim: int, total_iters: int) -> Method:

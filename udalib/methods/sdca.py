@@ -48,7 +48,7 @@ Where we differ from the released code (on purpose, or because our data pipeline
   accumulation; the estimator is then updated per micro-batch, which equals the synchronised update of the
   official per-GPU batches.
 - SSL (stage 4b): random scale 0.5-1.5 of the full-resolution target image, crop at the training size and
-  horizontal flip (``DataConfig.labelled_scale_crop``), evaluated at full resolution, as the official configs do;
+  horizontal flip (``DataConfig.labelled_aug="scale_crop"``), evaluated at full resolution, as the official configs do;
   their R101 colour jitter/grayscale/blur on target is not applied. BN there is ordinary trainable BN, with
   statistics of each micro-batch (2 images) rather than SyncBN over 8.
 - Normalisation: the paper preset uses ImageNet RGB statistics (the R101 configs, §3, and torchvision weights).
