@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_the_gpu_suite_runs_at_one_eighth_scale_on_a_cpu(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     args = ["--device", "cpu", "--scale", "0.125", "--iters", "1", "--warmup", "1", "--loader-iters", "2"]
@@ -42,6 +46,8 @@ def test_the_readme_quotes_the_data_loading_benchmark():
     assert f"needs {report['workers_for_step']} loader workers" in readme
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_the_bafft_step_benchmark_times_its_parts_at_one_eighth_scale(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "bafft.json"

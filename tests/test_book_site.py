@@ -56,6 +56,8 @@ def require_browser() -> None:
 # ------------------------------------------------------------------------------------------------- the real book
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
 def test_built_book_passes_the_browser_check() -> None:
     """Build the book as CI does and open every page offline: no problem on any page."""
     require_browser()
@@ -79,6 +81,8 @@ from udalib.widgets import frame_slider
 frame_slider([np.full((24, 32, 3), v, np.uint8) for v in (0, 120, 250)], ["dark", "grey", "light"], "shade")"""
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_frame_slider_switches_frames_in_a_built_page(tmp_path: Path) -> None:
     """A chapter's kernel-less slider, executed and rendered with the book's own static settings, works offline.
 

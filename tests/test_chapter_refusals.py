@@ -48,6 +48,8 @@ def test_setup_refuses_with_one_user_error(tiny_cache, params, message):
         chapter.setup("source_only", **{"preset": "quick", **params}, quiet=True)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_papermill_shows_a_refused_long_run_without_a_traceback(tiny_cache, tmp_path):
     """`papermill notebooks/sdca.ipynb OUT -p iters 40000` on a CPU (the refusal comes before any data or training)."""
     out = tmp_path / "out.ipynb"
@@ -65,6 +67,8 @@ def test_papermill_shows_a_refused_long_run_without_a_traceback(tiny_cache, tmp_
     assert "udalib/" not in proc.stderr and "File " not in proc.stderr.split("Exception encountered at")[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_notebook_interrupt_keeps_the_checkpoint_and_fails_the_cell(tiny_cache, tmp_path):
     """The kernel's interrupt (SIGINT) mid-run: the cell fails with one message naming the kept checkpoint and
     ``-p resume auto``; the later cells do not run (nbclient and papermill stop at a failed cell)."""

@@ -159,6 +159,8 @@ def test_the_command_that_continues_an_interrupted_run():
     assert cli._continuing(["train", "--resume=auto"]) == "train --resume auto"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_ctrl_c_in_udalib_train_prints_the_command_that_continues_it(tiny_cache, tmp_path):
     """A real SIGINT to `udalib train` (the quick preset shrunk to the tiny set, half a second per iteration)."""
     import signal

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 ROOT = Path(__file__).resolve().parent.parent
 ITERS = 6
 KILLS = 8

@@ -62,6 +62,8 @@ from udalib.presets import resolve
 from udalib.pseudo_labels import PSEUDO_SUFFIX, THRESHOLDS_FILE, generate_pseudo_labels
 from udalib.train import TrainResult
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # one module fixture trains every run
+
 ITERS = 2
 SIZE = (33, 65)  # network input of target and evaluation (odd: the stride-8 feature maps round up)
 SOURCE_SIZE = (45, 81)  # the source's differs, as the paper's 1280×720 and 1024×512 do (other feature maps)

@@ -74,6 +74,7 @@ def test_checkpoint_holds_everything_to_resume(tiny_cache, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_short_quick_run_beats_an_untrained_model(tiny_cache, tmp_path):
     cfg = tiny_config("source_only", tmp_path, iters=60, counts=(96, 16, 16))
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_source=8, log_every=20))
