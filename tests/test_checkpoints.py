@@ -30,7 +30,7 @@ def shallow_resnet(seed: int, num_classes: int = K, **kwargs) -> DeepLabV2ResNet
 
 
 def seeds_init_state(model: DeepLabV2ResNet101) -> dict[str, torch.Tensor]:
-    """A state dict laid out like DeepLab_resnet_pretrained_init-f81d91e8.pth (spec §2.1).
+    """A state dict laid out like DeepLab_resnet_pretrained_init-f81d91e8.pth (AdaptSegNet's init weights).
 
     Every key behind ``Scale.``, no ``num_batches_tracked`` (pre-1.0 file), no layer6, and a
     21-class VOC ``layer5`` on 2048 channels.

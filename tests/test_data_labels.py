@@ -9,12 +9,12 @@ from udalib.data.crosscity import crosscity_label_map
 from udalib.data.labels import CITYSCAPES19, CROSSCITY13, SYNTHIA13, SYNTHIA16, get_protocol
 from udalib.data.synthia import synthia_label_map
 
-# spec adaptsegnet_advent_globallocal.md §7.2
+# AdaptSegNet dataset/cityscapes_list/info.json label2train
 SPEC_19 = dict(zip((7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33), range(19)))
-# §7.3: SYNTHIA → 16 classes, and the Cityscapes side of the 16-class protocol
+# DADA dada/dataset/synthia.py: SYNTHIA → 16 classes, and the Cityscapes side of the 16-class protocol
 SPEC_SYNTHIA_16 = dict(zip((3, 4, 2, 21, 5, 7, 15, 9, 6, 1, 10, 17, 8, 19, 12, 11), range(16)))
 SPEC_CITYSCAPES_16 = dict(zip((7, 8, 11, 12, 13, 17, 19, 20, 21, 23, 24, 25, 26, 28, 32, 33), range(16)))
-# §7.3: the 19-class SYNTHIA table (16 → terrain, 18 → truck, 20 → train)
+# global_local's synthia.py: the 19-class SYNTHIA table (16 → terrain, 18 → truck, 20 → train)
 SPEC_SYNTHIA_19 = dict(zip((3, 4, 2, 21, 5, 7, 15, 9, 6, 16, 1, 10, 17, 8, 18, 19, 20, 12, 11), range(19)))
 
 

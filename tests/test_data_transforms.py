@@ -90,7 +90,7 @@ def test_colour_transforms_leave_the_label_alone_and_are_seeded():
     assert gray.shape == (16, 32, 3) and (gray[..., 0] == gray[..., 1]).all()
 
 
-# a known pixel R=10, G=20, B=30 in each input convention (spec datasets_and_evaluation.md)
+# a known pixel R=10, G=20, B=30 in each input convention (udalib.data.transforms.NORMALIZATIONS)
 @pytest.mark.parametrize(
     "mode, expected",
     [

@@ -141,7 +141,7 @@ def test_training_step_losses_gradients_and_estimator_updates():
     assert all(torch.isfinite(v) and not v.requires_grad and v.dim() == 0 for v in logs.values())
     assert 0.0 < logs["pl_kept"] < 1.0  # some target pixels pass the 0.9 threshold, some do not
     assert logs["feat_tgt"] > 0 and logs["out_tgt"] > 0
-    # with tau = 100 and the shipped normalisations every bound stays close to log K (spec §5.2)
+    # with tau = 100 and the shipped normalisations every bound stays close to log K (PixelContrastiveLoss)
     for k in ("feat_src", "feat_tgt", "out_src", "out_tgt"):
         assert abs(logs[k].item() - math.log(K)) < 0.05
     # one backward, of the documented weighted sum
@@ -168,7 +168,7 @@ def test_training_step_losses_gradients_and_estimator_updates():
     torch.testing.assert_close(method.feat_stats.mean, expected.mean)
     torch.testing.assert_close(method.feat_stats.var, expected.var)
 
-    # the bound used the statistics *after* the update (spec §4): recompute it from the final state
+    # the bound used the statistics *after* the update (train_sdca.py): recompute it from the final state
     feat_src = contrastive_bound(flatten_pixels(out_s.features), y_s, method.feat_stats.mean, method.feat_stats.var)
     torch.testing.assert_close(logs["feat_src"], feat_src)
     out_src = contrastive_bound(flatten_pixels(out_s.logits), y_s, method.out_stats.mean, method.out_stats.var)

@@ -1,4 +1,4 @@
-"""Every registered method, one CPU step on tiny SynthCity batches (STYLE.md #12), plus the adversarial
+"""Every registered method, one CPU step on tiny SynthCity batches, plus the adversarial
 component's gradient isolation: the generator term never trains a discriminator, the discriminator term never
 trains the segmenter."""
 

@@ -1,4 +1,4 @@
-"""Segmenters and discriminators: shapes from the spec, parameter counts, ASPP, BN modes, groups.
+"""Segmenters and discriminators: shapes of the released networks, parameter counts, ASPP, BN modes, groups.
 
 Full-size ResNet-101 checks run on the meta device (shapes without arithmetic); numerical checks
 use a one-block-per-stage variant of the same class, which shares every code path but depth.
@@ -39,14 +39,14 @@ def meta_resnet101() -> DeepLabV2ResNet101:
 
 
 def deeplab_output_side(size: int) -> int:
-    """Spec §2.1: conv1 (k7 s2 p3), max-pool (k3 s2 p1, ceil), then layer2's stride 2."""
+    """``deeplab_multi.py:ResNetMulti``: conv1 (k7 s2 p3), max-pool (k3 s2 p1, ceil), then layer2's stride 2."""
     after_conv1 = math.floor((size + 2 * 3 - 7) / 2) + 1
     after_pool = math.ceil((after_conv1 + 2 * 1 - 3) / 2) + 1
     return math.floor((after_pool - 1) / 2) + 1
 
 
 def seeds_resnet_multi_param_count(num_classes: int) -> int:
-    """Parameters of the seeds' ResNetMulti (Bottleneck [3, 4, 23, 3], spec §2.1), by hand."""
+    """Parameters of the seeds' ResNetMulti (Bottleneck [3, 4, 23, 3]), by hand."""
 
     def conv(c_in: int, c_out: int, k: int = 1) -> int:
         return c_in * c_out * k * k  # bias=False

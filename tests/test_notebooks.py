@@ -1,4 +1,4 @@
-"""The chapters' parameter contract (spec notebooks_and_book.md), checked without executing any notebook.
+"""The chapters' parameter contract (papermill's ``parameters`` cell), checked without executing any notebook.
 
 Every chapter listed in ``_toc.yml`` must: carry kernelspec and language_info metadata (papermill needs both);
 have exactly one ``parameters``-tagged cell, which is its first code cell and holds only literal assignments;

@@ -107,7 +107,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The segmenter, the optimiser and the schedule (spec §2.1, §3.3: SGD 0.9 / 5e-4, poly 0.9, heads ×10)."""
+    """The segmenter, the optimiser and the schedule (AdaptSegNet ``train_gta2cityscapes_multi.py`` and
+    ``model/deeplab_multi.py:optim_parameters``: SGD 0.9 / 5e-4, poly 0.9, heads ×10)."""
 
     backbone: str = "small"  # small | resnet101 | vgg16
     multi_level: bool = True

@@ -1,6 +1,6 @@
 """Streaming evaluation: one confusion matrix over the whole set, per-class IoU, mIoU over 19/16/13 classes.
 
-Protocol (spec datasets_and_evaluation.md): hist[gt, pred] += bincount(K·gt + pred) over pixels with 0 ≤ gt < K;
+Protocol (AdaptSegNet ``compute_iou.py``): hist[gt, pred] += bincount(K·gt + pred) over pixels with 0 ≤ gt < K;
 IoU_c = hist[c,c] / (row_c + col_c − hist[c,c]); mIoU = nanmean over the protocol's classes, accumulated over the
 dataset (not per image). Predictions are never kept in memory.
 """
@@ -122,9 +122,9 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate `model` on `loader` (image at network input size, label at full resolution).
 
-    Logits are upsampled bilinearly (align_corners=True) to the label size, then argmax (spec §6). `ensemble`
+    Logits are upsampled bilinearly (align_corners=True) to the label size, then argmax (as the seeds). `ensemble`
     adds other (model, weight) pairs whose upsampled logits are summed with the main model's, weighted; the main
-    model then gets weight 1 − Σ weights (ADVENT's AdvEnt+MinEnt 0.5/0.5 ensemble, spec §4.3).
+    model then gets weight 1 − Σ weights (ADVENT's AdvEnt+MinEnt 0.5/0.5 ensemble, ``eval_UDA.py:eval_single``).
     """
     protocol = _protocol(protocol)
     others = list(ensemble)

@@ -40,7 +40,7 @@ class Row:
 
 #: paper: DeepLab-v2 ResNet-101 from ImageNet at 1280×720 source / 1024×512 target; every other value is the
 #: seeds' and TrainConfig's default: batch 1+1, affine-frozen BN, LR 2.5e-4, AdaptSegNet's schedule (150k of a 250k
-#: poly horizon), evaluation and checkpoints every 5,000 iterations (spec §2.1, §3.3).
+#: poly horizon), evaluation and checkpoints every 5,000 iterations (AdaptSegNet ``train_gta2cityscapes_multi.py``).
 PAPER_TRAIN = TrainConfig(backbone="resnet101", pretrained="imagenet")
 
 #: quick: what changes for a CPU and minutes.
@@ -89,11 +89,11 @@ QUICK_ADVERSARIAL = {"lambda_adv_aux": 10, "lambda_adv_main": 10, "lr_d": 2}
 QUICK_ENTROPY = {"lambda_ent_aux": 100, "lambda_ent_main": 100}
 
 SINGLE_LEVEL = Row(train=dict(multi_level=False))
-ADAPTSEGNET_PAPER = Row(train=dict(iters=150_000, poly_horizon=250_000, aspp_bug_compat=False))  # spec §3.3
-ADVENT_PAPER = Row(train=dict(iters=120_000, poly_horizon=250_000))  # ADVENT stops at 120k of 250k (spec §4.3)
+ADAPTSEGNET_PAPER = Row(train=dict(iters=150_000, poly_horizon=250_000, aspp_bug_compat=False))  # its train script
+ADVENT_PAPER = Row(train=dict(iters=120_000, poly_horizon=250_000))  # ADVENT domain_adaptation/config.py
 TARGET_LABELS = Row(data=dict(labelled="target"))
 
-# SDCA (spec sdca.md §1, §3, §7): iterations stop at 64% of the poly horizon; the global batch of 8 images is
+# SDCA (train_with_ssl.sh, configs/*.yaml): iterations stop at 64% of the poly horizon; the global batch of 8 images is
 # kept on one GPU by accumulation; R101 configs: torchvision ImageNet weights, RGB, one classifier head.
 SDCA_PAPER = Row(data=dict(normalization="imagenet_rgb"), train=dict(multi_level=False, pretrained="imagenet"))
 #: Stage 3 adds colour jitter/grayscale/blur on source and FADA's class-balanced source sampler, from stage 1.
@@ -107,7 +107,7 @@ SDCA_SSL = TARGET_LABELS + Row(
     data=dict(pseudo_label_dir="stage:sdca", labelled_aug="scale_crop"), train=dict(multi_level=False)
 )
 
-#: BAFFT (spec bafft_orthogonal_clustering.md §A5, §A9, §A10): single-level, batch 1+1. Step 1 trains 200k of a
+#: BAFFT (its train_step1.py and train_step2.py defaults): single-level, batch 1+1. Step 1 trains 200k of a
 #: 250k poly horizon; step 2 starts from it with its pseudo-labels for 205k iterations of a 300k horizon (the
 #: released step 2 resumes step 1's iteration count, 95,001 of 300,000, which a fresh schedule replaces here).
 BAFFT_STEP1_PAPER = SINGLE_LEVEL + Row(train=dict(iters=200_000, poly_horizon=250_000))
@@ -116,7 +116,7 @@ BAFFT_STEP2 = Row(data=dict(pseudo_label_dir="stage:bafft_step1"), train=dict(in
 #: of 200,000), so their target terms start early in a 200-iteration run.
 QUICK_BANKS = Row(method=dict(stuff_slots=20, thing_slots=50))
 
-#: MaxSquare and orthogonal/clustered embeddings (spec bafft_orthogonal_clustering.md §B5): single-level from the
+#: MaxSquare and orthogonal/clustered embeddings (UDAclustering tools/train_UDA.py): single-level from the
 #: source-only model, batch 1+1, BN in train mode and trainable (released), 10 "epochs" of 2,476 target images
 #: with the poly LR decaying to zero at the last one.
 CLUSTERING_PAPER = SINGLE_LEVEL + Row(
@@ -131,7 +131,7 @@ QUICK_TARGET_CONFIDENCE = {"lambda_target": 100}
 TABLE: dict[str, dict[str, Row]] = {
     "source_only": {"quick": Row(), "paper": Row()},
     "oracle": {"quick": TARGET_LABELS, "paper": TARGET_LABELS},
-    # AdaptSegNet (spec §3.3): paper 150k/250k; quick adapts from the cached source-only model under the rule
+    # AdaptSegNet (its train script): paper 150k/250k; quick adapts from the cached source-only model under the rule
     "adaptsegnet_single": {
         "quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
         "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER,
@@ -141,10 +141,10 @@ TABLE: dict[str, dict[str, Row]] = {
         "quick": SINGLE_LEVEL + QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL),
         "paper": SINGLE_LEVEL + ADAPTSEGNET_PAPER,
     },
-    # ADVENT (spec §4.3): paper 120k/250k
+    # ADVENT (advent/domain_adaptation/config.py): paper 120k/250k
     "minent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ENTROPY), "paper": ADVENT_PAPER},
     "advent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL), "paper": ADVENT_PAPER},
-    # global-local (spec §5.4): ADVENT's schedule; quick scores 512 random pixels per image in the local branch
+    # global-local (our reading): ADVENT's schedule; quick scores 512 random pixels per image in the local branch
     # (an unbiased estimate of the per-pixel mean; all pixels make a CPU step nine times slower)
     "globallocal": {
         "quick": QUICK_ADAPT
@@ -214,8 +214,8 @@ def _clustering_setting(cl: float, orth: float, sp: float, target: float, vgg: b
     }
 
 
-#: Paper values that depend on the source dataset and the backbone: UDAclustering's README commands (spec
-#: bafft_orthogonal_clustering.md §B6) for (GTA5 | SYNTHIA) × (ResNet-101 | VGG-16); the VGG classifier trains at
+#: Paper values that depend on the source dataset and the backbone: UDAclustering's README commands
+#: for (GTA5 | SYNTHIA) × (ResNet-101 | VGG-16); the VGG classifier trains at
 #: the backbone's LR (1×, not 10×). GTA5 / ResNet-101 is the method configs' defaults. The MaxSquare baselines take
 #: the same target weight and IW ratio. Applied by :func:`resolve` to the paper preset, before any override.
 _CLUSTERING_SETTINGS = {

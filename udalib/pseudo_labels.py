@@ -1,6 +1,7 @@
 """Confidence-thresholded pseudo-labels: on the fly (SDCA stage 3) and offline (SDCA stage 4, SSL).
 
-Spec: sdca.md, sections 5.3 and 6; the book's self-training chapter explains them.
+Released code: SDCA ``train_sdca.py`` (on the fly), ``pseudo_label.py`` (offline); the
+book's self-training chapter explains them.
 
 * On the fly: ``threshold_labels(logits, delta)`` = argmax of softmax(logits), 255 where the max
   probability is below delta (0.9). It thresholds **probabilities**: before SDCA commit c6e2a34

@@ -98,7 +98,7 @@ def _record(name: str, cfg: RunConfig, res: EvalResult, t0: float, device: torch
 
 
 def ensemble_record(name: str, preset: str, seed: int, **kw) -> dict:
-    """Evaluate the members' upsampled logits averaged with equal weights (spec §4.3) for one seed."""
+    """Evaluate the members' upsampled logits averaged with equal weights (ADVENT's ``eval_single``) for one seed."""
     members = CATALOGUE[name].members
     cfgs = [measured_config(m, preset, seed, **kw) for m in members]
     device = resolve_device(cfgs[0].train.device)

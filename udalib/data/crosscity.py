@@ -5,7 +5,7 @@ Four cities (Rio, Rome, Taipei, Tokyo), each with about 3,200 unlabelled train i
 13 classes shared with Cityscapes. Layout: ``<City>/Images/Train/*``, ``<City>/Images/Test/*``,
 ``<City>/Labels/Test/*``.
 
-**The label encoding is unverified** (spec datasets_and_evaluation.md marks it [U]). The mapping is therefore the
+**The label encoding is unverified** (no released loader states it). The mapping is therefore the
 table below, not code. To check it against your copy, run::
 
     udalib data check data/NTHU --dataset crosscity --city Rome
@@ -23,7 +23,7 @@ from udalib.data.base import LabelMap, PairedDataset, PairScan, Sample, Transfor
 from udalib.data.folder import load_id_map
 from udalib.data.labels import CROSSCITY13, IGNORE_INDEX, Protocol
 
-# UNVERIFIED (spec [U]): assumes the Cityscapes labelIds encoding restricted to the 13 shared classes. Check it with
+# UNVERIFIED: assumes the Cityscapes labelIds encoding restricted to the 13 shared classes. Check it with
 #   udalib data check <root> --dataset crosscity --city Rome
 # road, building, vegetation and sky should dominate the class table and "unknown ids" should be 0; otherwise pass
 # id_map= and fix this table.

@@ -1,7 +1,7 @@
 """Class tables, palettes and id→train-id maps for every protocol the book uses.
 
 The Cityscapes table is read from ``cityscapesscripts.helpers.labels`` (the official one), never retyped.
-SYNTHIA and Cross-City tables are tables here because no package ships them (spec: datasets_and_evaluation.md).
+SYNTHIA and Cross-City tables are tables here because no package ships them.
 """
 
 from __future__ import annotations

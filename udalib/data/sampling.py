@@ -1,4 +1,4 @@
-"""Class-balanced source sampling (FADA, Wang et al. ECCV 2020; used by SDCA, spec sdca.md §3).
+"""Class-balanced source sampling (FADA, Wang et al. ECCV 2020; used by SDCA, ``core/datasets/gtav.py``).
 
 Rare classes (train, motorcycle) appear in few source images, so uniform sampling rarely shows them. FADA draws a
 class first, then an image that contains it. Within a sub-epoch of `sub_epoch` draws, every drawn image adds 1 to

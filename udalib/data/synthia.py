@@ -71,8 +71,8 @@ def scan_synthia(root: str | Path, list_file: str | Path | None = None) -> PairS
 
 
 class SYNTHIA(PairedDataset):
-    """SYNTHIA-RAND-CITYSCAPES source domain, 16 classes by default (train 16 and report 16/13, spec §"Class
-    protocols"); ``protocol=CITYSCAPES19`` gives the 19-class table some repos use.
+    """SYNTHIA-RAND-CITYSCAPES source domain, 16 classes by default (train 16 and report 16/13, as
+    DADA ``dada/dataset/synthia.py``); ``protocol=CITYSCAPES19`` gives the 19-class table some repos use.
 
     Example::
 

@@ -5,7 +5,8 @@ label with 255 (ignore); colour transforms touch the image only. Sizes are ``(he
 seeds' 1280×720 (W×H) source resize is ``Resize((720, 1280))``. Random transforms draw from torch's global RNG,
 which the trainer seeds (and DataLoader reseeds per worker), so a seed reproduces a run.
 
-The order of the SDCA stage-3 colour augmentation is jitter → grayscale → blur (spec sdca.md §3).
+The order of the SDCA stage-3 colour augmentation is jitter → grayscale → blur (SDCA
+``core/datasets/build.py``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from ..config import IGNORE_INDEX
 Size = tuple[int, int]
 LabelSize = Literal["same"] | Size | None
 
-#: Normalisation modes: (to BGR?, scale of the [0, 1] input, mean, std); spec datasets_and_evaluation.md
-#: "Input conventions".
+#: Normalisation modes: (to BGR?, scale of the [0, 1] input, mean, std), as the seeds' dataset classes
+#: (AdaptSegNet ``dataset/gta5_dataset.py``) and SDCA ``core/datasets/transform.py`` do.
 NORMALIZATIONS: dict[str, tuple[bool, float, tuple[float, float, float], tuple[float, float, float]]] = {
     # DeepLab-v2 Caffe weights (AdaptSegNet, ADVENT, BAFFT, UDAclustering): BGR, 0..255, Caffe mean, no std.
     "caffe_bgr": (True, 255.0, (104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0)),
@@ -294,7 +295,7 @@ def train_transform(
         steps.append(RandomCrop(crop))
     if flip:
         steps.append(HorizontalFlip(0.5))
-    if color_aug:  # SDCA stage 3 (spec sdca.md §3), in this order
+    if color_aug:  # SDCA stage 3 (core/datasets/build.py), in this order
         steps += [ColorJitter(0.5, 0.5, 0.5, 0.2), RandomGrayscale(0.2), GaussianBlur(3, (0.1, 2.0))]
     return Compose(steps + [ToTensor(), Normalize(normalization)])
 

@@ -3,7 +3,7 @@
 A discriminator D maps a (B, K, H, W) map (softmax for AdaptSegNet, weighted self-information for
 ADVENT) to a (B, 1, h, w) map of raw logits: one cell per patch (the 4x4-stride-2 patch discriminator,
 h = H/32) or one per pixel (the 1x1 local discriminator, h = H). Every loss below is averaged over all
-of D's output cells, as in the seeds (spec adaptsegnet_advent_globallocal.md, section 3.2).
+of D's output cells, as in the seeds (AdaptSegNet ``train_gta2cityscapes_multi.py``, ``bce_loss``).
 
 Label convention of the seeds: source = 0, target = 1. With ell the per-cell loss,
 
@@ -74,7 +74,7 @@ def gan_loss(d_out: Tensor, target: float, kind: str = "bce", mask: Tensor | Non
             over the channel dimension. The loss is then the masked mean
             sum_i m_i * ell_i / sum_i m_i. With no valid cell the result is 0 (still attached to the
             graph, so ``backward`` works), not NaN. Used by the per-pixel local discriminator to drop
-            source void pixels (spec section 5.4, an interpretation).
+            source void pixels (our reading of global-local's paper; its released code has no mask).
 
     Returns:
         A scalar tensor (float32, or float64 for float64 inputs).

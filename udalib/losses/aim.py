@@ -1,11 +1,11 @@
 """AIM: adaptive weights for instance matching, from each thing class's alignment complexity (BAFFT).
 
-Yuan et al., IEEE TIP 31, 2022 (spec bafft_orthogonal_clustering.md §A7). The paper measures how hard each thing
+Yuan et al., IEEE TIP 31, 2022 (AIM, in ``train_step2.py``). The paper measures how hard each thing
 class k is to align, ζ_k, ranks the classes by it and turns the ranking into weights η_k of the instance term
 
     L_AIM = Σ_k η_k · mean_{instances r of k} min_j ℓ1(pool(f_t, r), s_{k,j}).
 
-The released code never computes ζ_k from data; this library does, as the spec suggests: ζ_k is a running mean of
+The released code never computes ζ_k from data; this library does: ζ_k is a running mean of
 the target instances' nearest-bank distance of class k (detached), and η_k = K'·ζ_k / Σ_j ζ_j over the K' classes
 seen so far (mean weight 1, the ranking kept). The released forms are options: static per-class tables
 (:data:`RELEASED_THING_WEIGHTS`) and the HEAD script's self-weighting, each distance multiplied by itself without

@@ -1,7 +1,7 @@
 """The clustering loss of orthogonal and clustered embeddings: features attract to their class prototype, the
 prototypes repel each other.
 
-Toldo, Michieli, Zanuttigh, WACV 2021, https://arxiv.org/abs/2011.12616 (spec bafft_orthogonal_clustering.md §B4.1).
+Toldo, Michieli, Zanuttigh, WACV 2021, https://arxiv.org/abs/2011.12616 (released ``utils/losses.py``).
 With ℓ_p(X) = ||X||_p / numel(X) (the entrywise p-norm over the number of entries; p = 1: the mean absolute value):
 
     f_s    = mean_k ℓ_p(c_k − F_s[ŷ_s = k])         over the classes k present in the source pixels

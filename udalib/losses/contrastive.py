@@ -4,7 +4,8 @@ Li, Xie, Zang, Liu, Cheng, Yang, Wang, "Semantic Distribution-aware Contrastive 
 Segmentation", arXiv 2105.05013 (2021). The Gaussian moment-generating-function trick that turns
 infinitely many sampled pairs into a closed form is from ISDA: Wang et al., "Implicit Semantic Data
 Augmentation for Deep Networks", NeurIPS 2019, https://arxiv.org/abs/1909.12220.
-Spec: sdca.md, sections 4 (estimator), 5 (loss) and 12 (checklist). The book's SDCA chapter explains both.
+Released code: SDCA ``core/utils/semantic_dist_estimator.py`` (estimator), ``core/utils/loss.py:PixelContrastiveLoss``.
+The book's SDCA chapter explains both.
 
 Two pure pieces, composed by the SDCA method file:
 
@@ -62,7 +63,7 @@ class ClassStatistics(nn.Module):
         count: (K,)   N_c, number of pixels of class c seen so far.
         mean:  (K, A) mu_c.
         var:   (K, A) sigma^2_c, biased (divided by N_c), per dimension (diagonal covariance: the full
-               K x A x A one would be ~319 MB for A = 2048 and N*K*A^2 FLOPs in the loss; spec section 4).
+               K x A x A one would be ~319 MB for A = 2048 and N*K*A^2 FLOPs in the loss).
 
     Storage is float64 on purpose: N_c grows past 3.6e8 source pixels in the shipped init pass, beyond
     float32's exact integer range (2^24 = 1.7e7), and late merges have weights w_c ~ 1e-5 whose increments
@@ -200,7 +201,7 @@ def contrastive_bound(
     summand adds back: the positive's expectation is exact and has no variance term.) The loss is the
     mean of L_bar over the valid pixels.
 
-    ``normalize=True`` reproduces the shipped code (spec section 5.2): f <- f / ||f||, mu_c <- mu_c / ||mu_c||
+    ``normalize=True`` reproduces ``loss.py:PixelContrastiveLoss``: f <- f / ||f||, mu_c <- mu_c / ||mu_c||
     and s_c <- s_c / ||s_c|| (the variance *vector* L2-normalised across dimensions, a heuristic rescaling,
     not the variance of normalised features), with lambda = 1 and tau = 100. Then the mean term lies in
     [-1/tau, 1/tau], the variance term is at most 1/(2 tau^2), and the loss stays close to log K: in

@@ -1,7 +1,8 @@
 """Entropy of segmentation outputs: ADVENT's weighted self-information map and the MinEnt loss.
 
 Vu et al., "ADVENT: Adversarial Entropy Minimization for Domain Adaptation in Semantic Segmentation",
-CVPR 2019, https://arxiv.org/abs/1811.12833 (spec adaptsegnet_advent_globallocal.md, section 4.2).
+CVPR 2019, https://arxiv.org/abs/1811.12833 (Sec. 3.1;
+released ``advent/utils/func.py:prob_2_entropy``, ``entropy_loss``).
 
 For a softmax prediction P of shape (B, C, H, W) (from logits upsampled to the input size):
 

@@ -1,6 +1,6 @@
 """Per-class FIFO memories of source feature vectors and the distance to their nearest entry (BAFFT, after SIM).
 
-Spec bafft_orthogonal_clustering.md §A4. A bank holds K classes × M slots × D channels: every iteration writes the
+BAFFT ``train_step1.py``. A bank holds K classes × M slots × D channels: every iteration writes the
 source vectors of a class into its slots in turn (a circular buffer, detached: a memory, not a mean or an EMA). A
 class is *ready*, and its target loss active, once its buffer has been filled (the pointer has passed M). The
 distance of a target vector f to class k's memory is the mean absolute difference to the nearest entry,

@@ -1,6 +1,6 @@
 """Instances of a class mask: its 8-connected components, the largest first (BAFFT's instance level, after SIM).
 
-Spec bafft_orthogonal_clustering.md §A4: at feature resolution, the components of ``labels == k`` with
+As in BAFFT's ``train_step1.py``: at feature resolution, the components of ``labels == k`` with
 8-connectivity (``skimage.measure.label(connectivity=2)`` in the released code; ``scipy.ndimage.label`` with a 3×3
 structure here, the same components, numbered alike in raster order), sorted by pixel count, the 10 largest kept.
 Equal sizes are ordered as the released ``np.argsort(pixelnum)[::-1]`` orders them whenever its sort keeps ties in

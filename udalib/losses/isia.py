@@ -1,6 +1,6 @@
 """ISIA: intra-class aggregation and inter-class separation across domains (BAFFT's category level).
 
-Yuan et al., IEEE TIP 31, 2022 (spec bafft_orthogonal_clustering.md §A6). With c_{s,i}, c_{t,i} the source and
+Yuan et al., IEEE TIP 31, 2022 (ISIA; ``train_step2.py``). With c_{s,i}, c_{t,i} the source and
 target representations (masked average pools) of class i, the paper's loss is
 
     L_ISIA = Σ_i ℓ1(c_{s,i}, c_{t,i}) + β · Σ_i Σ_{k≠i} D_sim(c_{s,i}, c_{t,k}),   D_sim(a, b) = (1 + cos(a, b)) / 2

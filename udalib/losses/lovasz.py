@@ -12,7 +12,7 @@ extension evaluated at m is
 with m_(1) >= m_(2) >= ... the errors sorted in decreasing order and fg the gt indicator in that
 order. The increments only need cumulative sums (Algorithm 1 of the paper):
     inter_k = |F| - cumsum(fg)_k,  union_k = |F| + cumsum(1 - fg)_k,  Delta(top k) = 1 - inter_k / union_k.
-The loss is the mean of Delta_bar over the classes considered. As shipped in SDCA (sdca.md, section 5.4):
+The loss is the mean of Delta_bar over the classes considered. As shipped in SDCA (``core/utils/lovasz_loss.py``):
 classes='present' (classes that occur in the valid labels), per_image=False (all pixels of the batch
 pooled), ignore 255, on softmax probabilities of the logits upsampled to the label size.
 

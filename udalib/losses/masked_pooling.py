@@ -1,7 +1,7 @@
 """Masked average pooling: one feature vector per class (or per instance) of an image, BAFFT's representations.
 
 Yuan, Zhao, Shao, Yuan, Wang, "Birds of a Feather Flock Together: Category-Divergence Guidance for Domain Adaptive
-Segmentation", IEEE TIP 31, 2022 (spec bafft_orthogonal_clustering.md §A4), after SIM (Wang et al., CVPR 2020):
+Segmentation", IEEE TIP 31, 2022 (released ``utils/functions.py:global_avg_pool``), after SIM (Wang et al., CVPR 2020):
 
     pool(F, M) = Σ_x F(x)·M(x) / max(Σ_x M(x), 1e-12)        F (D, h, w) features, M (h, w) a mask
 

@@ -1,8 +1,8 @@
 """MaxSquare and image-wise class-balanced MaxSquare (IW-MaxSquare), target-confidence losses.
 
 Chen, Xue, Cai, "Domain Adaptation for Semantic Segmentation with Maximum Squares Loss", ICCV 2019,
-https://arxiv.org/abs/1909.13589; the IW form is the one UDAclustering copies (spec bafft_orthogonal_clustering.md
-§B4.4, §B8). For target probabilities P of shape (B, C, H, W):
+https://arxiv.org/abs/1909.13589; the IW form is the one UDAclustering copies (UDAclustering
+``utils/losses.py``, from MaxSquareLoss ``utils/loss.py``). For target probabilities P of shape (B, C, H, W):
 
     MaxSquare     L_ms = -(1/2) · mean_{b,c,h,w} P[b,c,h,w]^2
     IW-MaxSquare  L_iw = -(1/(B·C)) · Σ_b Σ_{h,w} Σ_c w_b(h,w) · P[b,c,h,w]^2,

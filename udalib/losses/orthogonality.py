@@ -1,7 +1,7 @@
 """The "orthogonality" loss of orthogonal and clustered embeddings: each feature should match one prototype only.
 
-Toldo, Michieli, Zanuttigh, WACV 2021, https://arxiv.org/abs/2011.12616 (spec bafft_orthogonal_clustering.md
-§B4.2, §B10.3). For pixel features F (N, D) of both domains and the K' seen prototypes C (K', D):
+Toldo, Michieli, Zanuttigh, WACV 2021, https://arxiv.org/abs/2011.12616 (released
+``utils/losses.py``). For pixel features F (N, D) of both domains and the K' seen prototypes C (K', D):
 
     z_n    = F_n · Cᵀ / T                                        similarities, (N, K')
     L_orth = −(1/(N·K')) · Σ_n Σ_k softmax(z_n)_k · log softmax(z_n)_k

@@ -1,7 +1,7 @@
 """Class prototypes (centroids) of pixel features under given labels, in the graph.
 
 Toldo, Michieli, Zanuttigh, "Unsupervised Domain Adaptation in Semantic Segmentation via Orthogonal and
-Clustered Embeddings", WACV 2021, https://arxiv.org/abs/2011.12616 (spec bafft_orthogonal_clustering.md §B4):
+Clustered Embeddings", WACV 2021, https://arxiv.org/abs/2011.12616 (released ``utils/losses.py``):
 
     c_k = mean { F_n : ŷ_n = k }        over the pixels n of a batch (source ∪ target), for every class k seen
 

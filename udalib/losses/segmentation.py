@@ -5,7 +5,7 @@ align_corners=True (``udalib.inference.upsample``) to the label size (H, W), the
 
     CE = (1 / |V|) * sum_{i in V} -log softmax(z_i)[y_i],     V = {pixels with y_i != 255}
 
-with no class weighting (spec adaptsegnet_advent_globallocal.md, section 3.2; sdca.md, section 2).
+with no class weighting (AdaptSegNet ``utils/loss.py:CrossEntropy2d``; SDCA ``train_sdca.py``).
 The multi-level form of AdaptSegNet/ADVENT is L_seg = CE(main) + lambda_aux * CE(aux), lambda_aux = 0.1
 (Tsai et al., CVPR 2018, https://arxiv.org/abs/1802.10349).
 """

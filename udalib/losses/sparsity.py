@@ -1,6 +1,6 @@
 """The sparsity loss of orthogonal and clustered embeddings: each class prototype should use few channels.
 
-Toldo, Michieli, Zanuttigh, WACV 2021, https://arxiv.org/abs/2011.12616 (spec bafft_orthogonal_clustering.md §B4.3).
+Toldo, Michieli, Zanuttigh, WACV 2021, https://arxiv.org/abs/2011.12616 (released ``utils/losses.py``).
 For the seen prototypes C (K', D), non-negative (post-ReLU features):
 
     Ĉ_k  = C_k / max_d C_{k,d}                                  each prototype scaled to [0, 1]

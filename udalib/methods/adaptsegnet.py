@@ -2,7 +2,7 @@
 
 A segmenter trained on labelled source images is pushed to make its target softmax maps indistinguishable from
 its source ones to a fully convolutional patch discriminator, at one level (layer4) or two (layer3 and layer4).
-Chapter: ``notebooks/adaptsegnet.ipynb``. Spec: adaptsegnet_advent_globallocal.md §3.
+Chapter: ``notebooks/adaptsegnet.ipynb``. Released code: wasidennis/AdaptSegNet ``train_gta2cityscapes_multi.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .supervised import source_ce_step
 
 @dataclass(frozen=True)
 class AdaptSegNetConfig:
-    lambda_seg_aux: float = 0.1  # λ_seg: CE weight of the layer3 head (spec §3.3, multi-level)
+    lambda_seg_aux: float = 0.1  # λ_seg: CE weight of the layer3 head (train_gta2cityscapes_multi.py, multi-level)
     lambda_adv_aux: float = 0.0002  # λ_adv1: adversarial weight on layer3 softmax
     lambda_adv_main: float = 0.001  # λ_adv2: adversarial weight on layer4 softmax
     gan: str = "bce"  # bce (vanilla GAN) | ls (least squares, README 10/2019)
@@ -27,7 +27,7 @@ class AdaptSegNetConfig:
 
 
 class AdaptSegNet(Method):
-    """One iteration (spec §3.4): source CE → target adversarial (D frozen) → D update on detached maps."""
+    """One iteration (as the released loop): source CE → target adversarial (D frozen) → D update on detached maps."""
 
     def __init__(self, cfg: AdaptSegNetConfig, num_classes: int, **kw):
         super().__init__(cfg, num_classes, **kw)
@@ -53,7 +53,7 @@ class AdaptSegNet(Method):
 
 
 #: Single level (layer4 only, no aux head: the preset row sets ``multi_level=False``): λ_adv = 0.001 with the BCE
-#: GAN, 0.01 with the least-squares GAN (spec §3.3).
+#: GAN, 0.01 with the least-squares GAN (AdaptSegNet's README commands).
 SINGLE_LEVEL = AdaptSegNetConfig(lambda_seg_aux=0.0, lambda_adv_aux=0.0, lambda_adv_main=0.001)
 
 VARIANTS = {

@@ -2,7 +2,7 @@
 
 MinEnt lowers the entropy of target predictions directly; AdvEnt aligns the *weighted self-information maps*
 I = −P·log P / log C of source and target with AdaptSegNet's discriminator. Chapter: ``notebooks/advent.ipynb``.
-Spec: adaptsegnet_advent_globallocal.md §4. The "AdvEnt+MinEnt 45.5" result is an ensemble of two trained models'
+Code: ADVENT ``train_UDA.py``. The "AdvEnt+MinEnt 45.5" result is an ensemble of two trained models'
 upsampled logits (``udalib.evaluate.evaluate(..., ensemble=...)``), not a joint training.
 """
 
@@ -29,12 +29,12 @@ class AdvEnt(AdaptSegNet):
 @dataclass(frozen=True)
 class MinEntConfig:
     lambda_seg_aux: float = 0.1  # LAMBDA_SEG_AUX
-    lambda_ent_aux: float = 0.0002  # LAMBDA_ENT_AUX (spec §4.3)
+    lambda_ent_aux: float = 0.0002  # LAMBDA_ENT_AUX (advent/domain_adaptation/config.py)
     lambda_ent_main: float = 0.001  # LAMBDA_ENT_MAIN
 
 
 class MinEnt(Method):
-    """L = CE_src(main) + 0.1·CE_src(aux) + λ_main·E_t(main) + λ_aux·E_t(aux); no discriminator (spec §4.3)."""
+    """L = CE_src(main) + 0.1·CE_src(aux) + λ_main·E_t(main) + λ_aux·E_t(aux); no discriminator (``train_minent``)."""
 
     def training_step(self, model, source: Batch, target: Batch, step: int, backward: Backward) -> dict[str, Tensor]:
         seg, _ = source_ce_step(model, source, self.cfg.lambda_seg_aux, backward)

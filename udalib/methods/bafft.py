@@ -1,8 +1,8 @@
 """BAFFT: category- and instance-level alignment to source feature banks, on top of output-space adversarial
 training (Yuan, Zhao, Shao, Yuan, Wang, "Birds of a Feather Flock Together", IEEE TIP 31, 2022; its code is a fork
-of SIM, Wang et al., CVPR 2020). Spec: bafft_orthogonal_clustering.md Part A. Chapter: ``notebooks/bafft.ipynb``.
+of SIM, Wang et al., CVPR 2020). Code: ``train_step1.py``, ``train_step2.py``. Chapter: ``notebooks/bafft.ipynb``.
 
-Per iteration (§A5, §A9): source cross-entropy; source *stuff* classes pooled over their correctly classified
+Per iteration (``train_step*.py``): source cross-entropy; source *stuff* classes pooled over their correctly classified
 pixels and source *thing* instances (8-connected components, the 10 largest) pooled likewise, each kept if the
 classifier agrees with its class, written into FIFO banks (stuff 8 × 50, things 11 × 500); on the target, the same
 pools over the *predicted* masks are pulled to the nearest entry of their class's bank once that bank is full
@@ -36,7 +36,7 @@ from .base import Backward, Batch, Variant
 from .supervised import source_ce_step
 
 #: Cityscapes-19 train ids of the stuff classes (road, sidewalk, building, wall, fence, vegetation, terrain, sky);
-#: the other classes are things (§A3).
+#: the other classes are things (BAFFT's ``train_step1.py``).
 STUFF_19 = (0, 1, 2, 3, 4, 8, 9, 10)
 
 

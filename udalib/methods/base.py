@@ -60,7 +60,7 @@ class Method(nn.Module):
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
-    """Freeze or unfreeze a network (discriminators during the generator's adversarial backward, spec §3.4)."""
+    """Freeze or unfreeze a network (discriminators during the generator's adversarial backward)."""
     for p in module.parameters():
         p.requires_grad_(flag)
 

@@ -3,8 +3,8 @@
 What the paper says (abstract, concept figure): global (whole-map) alignment is hindered by the high dimension of
 the aligned space and by noisy source *background* pixels; a *local* alignment of per-pixel outputs (1×1×K) is
 added on top of a global method. What the released code does: ADVENT with both patch discriminators replaced by
-per-pixel 1×1-conv discriminators, no global branch, no masking (spec §5.2). What we implement (spec §5.4, an
-interpretation): ADVENT's patch discriminator on self-information maps (global) **plus** a per-pixel discriminator
+per-pixel 1×1-conv discriminators, no global branch, no masking (its ``train_UDA.py``). What we implement (our
+reading of the paper): ADVENT's patch discriminator on self-information maps (global) **plus** a per-pixel discriminator
 on the same maps (local), with source void pixels (label 255) masked out of the local discriminator's source term;
 trained jointly by default, or sequentially (global first, then local) as an option.
 Chapter: ``notebooks/globallocal.ipynb``.
@@ -29,9 +29,9 @@ from .supervised import source_ce_step
 
 @dataclass(frozen=True)
 class GlobalLocalConfig(AdaptSegNetConfig):
-    """ADVENT's config (the global branch: λ_adv on the patch discriminators, spec §4.3) plus the local branch."""
+    """ADVENT's config (the global branch: λ_adv on the patch discriminators, as ADVENT) plus the local branch."""
 
-    lambda_local_aux: float = 0.0002  # local (per-pixel) branch: ADVENT's λ (spec §5.4)
+    lambda_local_aux: float = 0.0002  # local (per-pixel) branch: ADVENT's λ (our choice)
     lambda_local_main: float = 0.001
     schedule: str = "joint"  # joint | sequential (global for the first `switch_fraction` of iterations, then local)
     switch_fraction: float = 0.5

@@ -1,8 +1,8 @@
 """MaxSquare: the maximum squares loss on target predictions, plain and image-wise class-balanced (IW).
 
 Chen, Xue, Cai, "Domain Adaptation for Semantic Segmentation with Maximum Squares Loss", ICCV 2019,
-https://arxiv.org/abs/1909.13589; code ZJULearning/MaxSquareLoss, which UDAclustering builds on (spec
-bafft_orthogonal_clustering.md §B4.4, §B8). Single-level, from a source-only model; the loss is in
+https://arxiv.org/abs/1909.13589; code ZJULearning/MaxSquareLoss, which UDAclustering builds on
+(``utils/loss.py:IW_MaxSquareloss``, ``tools/solve_gta5.py``). Single-level, from a source-only model; the loss is in
 ``udalib/losses/maxsquare.py``. Chapter: ``notebooks/clustering.ipynb``.
 """
 

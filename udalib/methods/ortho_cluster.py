@@ -1,8 +1,8 @@
 """Orthogonal and clustered embeddings: IW-MaxSquare plus three feature-space losses on class prototypes.
 
 Toldo, Michieli, Zanuttigh, "Unsupervised Domain Adaptation in Semantic Segmentation via Orthogonal and
-Clustered Embeddings", WACV 2021, https://arxiv.org/abs/2011.12616; code marco-toldo/UDAclustering (spec
-bafft_orthogonal_clustering.md Part B). Per step, with features F (layer4) and predicted labels of both domains:
+Clustered Embeddings", WACV 2021, https://arxiv.org/abs/2011.12616; code marco-toldo/UDAclustering
+(``tools/train_UDA.py``, ``utils/losses.py``). Per step, with features F (layer4) and predicted labels of both domains:
 
     L = CE_src + λ_ent·L_iw + λ_cl·L_cl + λ_orth·L_orth + λ_sp·L_sp
 
@@ -33,7 +33,7 @@ from .maxsquare import MaxSquare, MaxSquareConfig
 
 @dataclass(frozen=True)
 class OrthoClusterConfig(MaxSquareConfig):
-    """The GTA5 → Cityscapes ResNet-101 command of the README (spec §B6); the other defaults are the code's."""
+    """The GTA5 → Cityscapes ResNet-101 command of UDAclustering's README.md; the other defaults are the code's."""
 
     iw_ratio: float | None = 0.2
     lambda_cluster: float = 2e-2

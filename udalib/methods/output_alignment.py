@@ -2,7 +2,7 @@
 
 For each output level l (``aux`` on layer3, ``main`` on layer4) a discriminator D_l sees a map M(P) computed
 from the upsampled softmax P: the softmax itself (AdaptSegNet) or the weighted self-information (AdvEnt).
-One iteration follows spec §3.4: the segmenter minimises Σ_l λ_l·ℓ(D_l(M(P_t^l)), source) with every D frozen,
+One iteration follows AdaptSegNet's loop: the segmenter minimises Σ_l λ_l·ℓ(D_l(M(P_t^l)), source) with every D frozen,
 then each D minimises ½ℓ(D(M(P_s)), source) + ½ℓ(D(M(P_t)), target) on detached maps, so no gradient of the
 discriminator loss reaches the segmenter and none of the adversarial loss updates D.
 """
@@ -20,7 +20,7 @@ from .base import Backward, set_requires_grad
 
 
 class OutputDiscriminators(nn.Module):
-    """One discriminator and one Adam optimiser per level with a non-zero weight (spec §3.3: Adam 1e-4,
+    """One discriminator and one Adam optimiser per level with a non-zero weight (AdaptSegNet's: Adam 1e-4,
     betas (0.9, 0.99), poly-scheduled by the trainer)."""
 
     def __init__(

@@ -1,7 +1,7 @@
 """SDCA: semantic distribution-aware contrastive adaptation (Li, Xie, Zang, Liu, Cheng, Yang, Wang,
 "Semantic Distribution-aware Contrastive Adaptation for Semantic Segmentation", arXiv 2105.05013, 2021).
 
-Chapter: ``notebooks/sdca.ipynb``. Spec: ``sdca.md`` (section numbers below refer to it). The estimator and the loss
+Chapter: ``notebooks/sdca.ipynb``. Released code: BinhuiXie/SDCA, files named below. The estimator and the loss
 live in ``udalib.losses.contrastive``; this file composes them into SDCA's stages.
 
 The idea. Each class c of the *source* domain is summarised by a Gaussian N(mu_c, lambda*Sigma_c) over pixel
@@ -9,22 +9,22 @@ representations z (backbone features, A = 2048 / 1024 channels, and, "multi-leve
 y (source: ground truth; target: confident pseudo-label) is pulled towards samples of its class's distribution and
 pushed from the other classes' ones by InfoNCE with temperature tau. Averaging over infinitely many sampled pairs
 and moving the expectation inside the log (Jensen) gives, with the Gaussian moment-generating function, a closed
-upper bound that needs neither a memory bank nor pair sampling (§5.1; the trick of ISDA, Wang et al., NeurIPS
+upper bound that needs neither a memory bank nor pair sampling (the trick of ISDA, Wang et al., NeurIPS
 2019, arXiv 1909.12220):
 
     L_bar(z, y) = -z^T mu_y / tau + log sum_{c=1..K} exp( z^T mu_c / tau + lambda / (2 tau^2) * z^T Sigma_c z )
 
-with diagonal Sigma_c (the author: "due to GPU memory limitation", §4). As shipped (``normalize_cov=True``, §5.2),
+with diagonal Sigma_c (the author: "due to GPU memory limitation"). As shipped (``normalize_cov=True``),
 z and mu_c are L2-normalised, the variance vector of each class is L2-normalised across dimensions, lambda = 1 and
 tau = 100: the loss then stays near log K and behaves as a high-temperature cosine-prototype loss whose covariance
 term is almost inert (the chapter measures this). ``normalize_cov=False`` is the textbook bound on raw statistics.
 
-The stages (§1), each a registered variant so that ``udalib.stages`` chains them through ``stage:<method>``:
+The stages (train_with_ssl.sh), each a registered variant that ``udalib.stages`` chains via ``stage:<method>``:
 
 1. ``sdca_source``: source-only DeepLab-v2 (one head, FrozenBN) with L = CE + 0.75 * Lovasz-softmax.
 2. Estimator initialisation: one pass of the stage-1 model over the whole source set (eval, no_grad, no
    augmentation), done by ``SDCA.prepare`` at the fresh start of stage 3.
-3. ``sdca``: from the stage-1 weights, each iteration (§5.3-5.4): forward source and target; add the source batch
+3. ``sdca``: from the stage-1 weights, each iteration (train_sdca.py): forward source and target; add the source batch
    (detached, labels nearest-downsampled to the feature size) to both estimators *before* the loss; then
 
        L = CE(src) + lambda_lov * Lovasz(src)
@@ -39,7 +39,7 @@ The stages (§1), each a registered variant so that ``udalib.stages`` chains the
 Where we differ from the released code (on purpose, or because our data pipeline lacks something):
 
 - Model selection: the official pipeline picks the stage-1 and stage-3 checkpoints by mIoU on the *target val*
-  set (an oracle choice, §1). Every stage here hands its **last** checkpoint to the next one.
+  set (an oracle choice, ``test.py:test_all``). Every stage here hands its **last** checkpoint to the next one.
 - Estimators: the official DDP processes each keep their own, unsynchronised statistics. ``ClassStatistics``
   all-reduces each batch's per-class sums, so every rank holds the statistics of the global batch; the initial
   pass runs on every rank over the whole source set (identical statistics, no all-reduce). Statistics are
@@ -51,7 +51,7 @@ Where we differ from the released code (on purpose, or because our data pipeline
   horizontal flip (``DataConfig.labelled_aug="scale_crop"``), evaluated at full resolution, as the official configs do;
   their R101 colour jitter/grayscale/blur on target is not applied. BN there is ordinary trainable BN, with
   statistics of each micro-batch (2 images) rather than SyncBN over 8.
-- Normalisation: the paper preset uses ImageNet RGB statistics (the R101 configs, §3, and torchvision weights).
+- Normalisation: the paper preset uses ImageNet RGB statistics (the R101 configs and torchvision weights).
   The official VGG-16 configs use Caffe weights with BGR x 255 (``normalization="vgg_bgr255"``); with
   torchvision's VGG-16 keep ImageNet RGB. The feature-level estimator's dimension A is the model's feature channels
   (``Method.feature_dim``, given by the trainer).
@@ -82,37 +82,37 @@ from .supervised import Supervised, SupervisedConfig
 
 @dataclass(frozen=True)
 class SDCASourceConfig:
-    """Stage 1, source-only (spec §1)."""
+    """Stage 1, source-only (``train_with_ssl.sh``)."""
 
-    lambda_lov: float = 0.75  # λ_lov: Lovász-softmax weight, SOLVER.LAMBDA_LOV from train_with_ssl.sh (§1)
+    lambda_lov: float = 0.75  # λ_lov: Lovász-softmax weight, SOLVER.LAMBDA_LOV from train_with_ssl.sh
 
 
 @dataclass(frozen=True)
 class SDCAConfig:
-    """Stage 3, the adaptation (spec §5.4 unless stated)."""
+    """Stage 3, the adaptation (``train_sdca.py`` unless stated)."""
 
-    lambda_lov: float = 0.75  # λ_lov: LAMBDA_LOV, Lovász-softmax on source (§5.4)
-    lambda_feat: float = 1.0  # λ_feat: LAMBDA_FEAT, feature-level bound (§5.4)
-    lambda_out: float = 1.0  # λ_out: LAMBDA_OUT, output-level (logit) bound (§5.4)
-    tau: float = 100.0  # τ: SOLVER.TAU, "to balance the scale" of many pixel pairs (§5.2)
-    lambda_cov: float = 1.0  # λ: covariance scale; no config key, 1 in the code (§5.2)
-    normalize_cov: bool = True  # L2-normalise z, μ_c, variance vectors (as shipped); False = textbook bound (§5.2)
-    delta: float = 0.9  # δ: SOLVER.DELTA, on-the-fly target threshold on softmax *probabilities* (§5.3)
-    multi_level: bool = True  # SOLVER.MULTI_LEVEL: output-level estimator and term on (§2, §5.3)
-    use_target: bool = True  # target terms L̄(T, PL) on (§5.3); False = source-only contrast (an ablation)
-    estimator_init_pass: bool = True  # fill the estimators with one pass over the source set at the start (§4)
+    lambda_lov: float = 0.75  # λ_lov: LAMBDA_LOV, Lovász-softmax on source (train_sdca.py)
+    lambda_feat: float = 1.0  # λ_feat: LAMBDA_FEAT, feature-level bound (train_sdca.py)
+    lambda_out: float = 1.0  # λ_out: LAMBDA_OUT, output-level (logit) bound (train_sdca.py)
+    tau: float = 100.0  # τ: SOLVER.TAU, "to balance the scale" of many pixel pairs (PixelContrastiveLoss)
+    lambda_cov: float = 1.0  # λ: covariance scale; no config key, 1 in the code (PixelContrastiveLoss)
+    normalize_cov: bool = True  # L2-normalise z, μ_c, variance vectors (as shipped); False = textbook bound
+    delta: float = 0.9  # δ: SOLVER.DELTA, on-the-fly target threshold on softmax *probabilities* (train_sdca.py)
+    multi_level: bool = True  # SOLVER.MULTI_LEVEL: output-level estimator and term on (core/models, train_sdca.py)
+    use_target: bool = True  # target terms L̄(T, PL) on (train_sdca.py); False = source-only contrast (an ablation)
+    estimator_init_pass: bool = True  # fill the estimators with one pass over the source set at the start
 
 
 def _check_single_head(out: SegOutput) -> None:
     if out.aux_logits is not None:
         raise ValueError(
-            "SDCA's DeepLab-v2 has one classifier head (spec §2): train it with multi_level=False "
+            "SDCA's DeepLab-v2 has one classifier head (core/models/classifier.py): train it with multi_level=False "
             "(the aux head would get no loss and no gradient)"
         )
 
 
 def source_seg_losses(out: SegOutput, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """(CE, Lovász-softmax) of the source logits upsampled (bilinear, align_corners) to the label size (§2, §5.4).
+    """(CE, Lovász-softmax) of the source logits upsampled (bilinear, align_corners) to the label size (train_sdca.py).
 
     Args:
         out: the model's outputs; ``out.logits`` (B, K, h, w).
@@ -139,7 +139,7 @@ class SDCASource(Method):
 class SDCA(Method):
     """Stage 3 (``sdca``): supervised source losses plus the distribution-aware contrastive bound at the feature
     and output levels, for source (GT) and target (on-the-fly pseudo-label) pixels, against the *source* class
-    statistics (spec §5.3-5.4).
+    statistics (``train_sdca.py``).
 
     State (in ``state_dict``, so checkpoints and resume carry it):
         feat_stats: ``ClassStatistics(K, A)``, A = ``feature_dim`` (the model's feature channels): per-class
@@ -178,7 +178,7 @@ class SDCA(Method):
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, labelled_loader: Any, device: torch.device) -> None:
-        """The estimators' initial pass (spec §4, ``semantic_dist_init.py``): every source image once, model in
+        """The estimators' initial pass (``semantic_dist_init.py``): every source image once, model in
         eval mode, no gradient, labels nearest-downsampled to the feature size. The loader yields
         ``(image, label, meta)`` tuples (or ``Batch``es) without augmentation. Every DDP rank sees the whole
         set, so the rank-local merge gives identical statistics everywhere (no all-reduce here)."""
@@ -221,7 +221,7 @@ class SDCA(Method):
         feat_s = flatten_pixels(out_s.features)  # (B*h*w, A)
         logit_s = flatten_pixels(out_s.logits)  # (B*h*w, K)
 
-        # 1. Source pixels enter the statistics before the loss (§4, "During stage 3"); target pixels never do.
+        # 1. Source pixels enter the statistics before the loss (train_sdca.py); target pixels never do.
         self.feat_stats.update(feat_s, y_s)
         if cfg.multi_level:
             self.out_stats.update(logit_s, y_s)
@@ -232,7 +232,7 @@ class SDCA(Method):
         feat_src = self._bound(feat_s, y_s, self.feat_stats) if cfg.lambda_feat else zero
         out_src = self._bound(logit_s, y_s, self.out_stats) if cfg.multi_level and cfg.lambda_out else zero
 
-        # 3. Target pixels with confident on-the-fly pseudo-labels (probabilities, not logits: §5.3).
+        # 3. Target pixels with confident on-the-fly pseudo-labels (probabilities, not logits: train_sdca.py).
         feat_tgt, out_tgt, kept = zero, zero, zero
         if cfg.use_target:
             if target is None:
@@ -266,7 +266,7 @@ class SDCA(Method):
 VARIANTS = {
     "sdca_source": Variant(SDCASource, SDCASourceConfig(), "SDCA stage 1: source-only with CE + 0.75 Lovász"),
     "sdca": Variant(SDCA, SDCAConfig(), "SDCA stage 3: the distribution-aware contrastive bound, from stage 1"),
-    # §6: CE on the stage-3 model's pseudo-labels only, single head (no aux CE)
+    # train_ssl.py: CE on the stage-3 model's pseudo-labels only, single head (no aux CE)
     "sdca_ssl": Variant(
         Supervised,
         SupervisedConfig(lambda_seg_aux=0.0),

@@ -1,5 +1,5 @@
 """Supervised baselines: source-only (the lower bound), target oracle (the upper bound), and self-training
-(retraining on target pseudo-labels, SDCA §6). All three are one loss: multi-level pixel cross-entropy.
+(retraining on target pseudo-labels, SDCA ``train_ssl.py``). All three are one loss: multi-level pixel cross-entropy.
 Chapter: ``notebooks/source_only.ipynb``.
 """
 
@@ -16,7 +16,7 @@ from .base import Backward, Batch, Method, Variant
 
 @dataclass(frozen=True)
 class SupervisedConfig:
-    lambda_seg_aux: float = 0.1  # λ_seg: weight of the layer3 head's CE (AdaptSegNet/ADVENT, spec §3.3)
+    lambda_seg_aux: float = 0.1  # λ_seg: weight of the layer3 head's CE (AdaptSegNet/ADVENT train scripts)
 
 
 def source_ce_step(model: nn.Module, source: Batch, lambda_aux: float, backward: Backward) -> tuple[Tensor, SegOutput]:

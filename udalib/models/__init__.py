@@ -56,7 +56,7 @@ def build_model(
     """Build a segmenter and optionally load weights into it.
 
     Args:
-        backbone: ``"resnet101"`` (DeepLab-v2, spec §2.1), ``"vgg16"`` (DeepLab VGG-16, spec §2.2,
+        backbone: ``"resnet101"`` (DeepLab-v2, ``ResNetMulti``), ``"vgg16"`` (``DeeplabVGG``,
             single-level, no BN) or ``"small"`` (CPU quick mode).
         num_classes: K (19 for GTA5/Cityscapes, 16 for SYNTHIA).
         multi_level: add the aux head on the penultimate stage. None: True, except for vgg16.
@@ -65,7 +65,7 @@ def build_model(
             pretrained on procedural shapes and textures, checksum verified; the heads keep their init)
             or a checkpoint path (the seeds' DeepLab init or trained models, torchvision files, udalib
             checkpoints).
-        aspp_bug_compat: AdaptSegNet's two-branch ASPP (spec §1 item 1).
+        aspp_bug_compat: AdaptSegNet's two-branch ASPP (``Classifier_Module.forward``).
         bn_mode: one of ``BN_MODES``. None: ``"affine_frozen"`` (the seeds) for resnet101,
             ``"trainable"`` for small; vgg16 has no BN and takes only None.
         aspp_dilations: ASPP rates. None: (6, 12, 18, 24), or (1, 2, 3, 4) for small.
@@ -93,7 +93,7 @@ def build_model(
     if backbone == "vgg16":
         if multi_level or bn_mode is not None:
             raise ValueError(
-                "vgg16 is single-level and has no BatchNorm (spec §2.2): leave multi_level and bn_mode unset"
+                "vgg16 is single-level and has no BatchNorm (DeeplabVGG): leave multi_level and bn_mode unset"
             )
         model: DeepLabSegmenter = DeepLabVGG16(num_classes, aspp_bug_compat, aspp_dilations or DEEPLAB_ASPP_DILATIONS)
     else:

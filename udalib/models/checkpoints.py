@@ -5,7 +5,7 @@ Sources it understands:
 * ``"seed"``: the seeds' DeepLab files. The init files ``DeepLab_resnet_pretrained_init-f81d91e8.pth``
   (AdaptSegNet, BAFFT) and ``DeepLab_resnet_pretrained_imagenet.pth`` (ADVENT) prefix every key
   with ``Scale.`` and carry a 21-class VOC head named ``layer5`` on 2048 channels, which the seeds
-  drop (spec ``adaptsegnet_advent_globallocal.md`` §2.1); trained AdaptSegNet/ADVENT models and
+  drop (``train_gta2cityscapes_multi.py``); trained AdaptSegNet/ADVENT models and
   AdaptSegNet's VGG-16 use our key names, possibly behind ``module.`` (DataParallel).
 * ``"torchvision"``: ImageNet ResNet (``conv1``, ``bn1``, ``layer*``, ``fc``) and VGG
   (``features.N``, ``classifier.N``) state dicts; the ImageNet classifiers are dropped and VGG's
@@ -157,7 +157,7 @@ def describe_architecture(state: Mapping[str, Tensor]) -> str:
 def imagenet_checkpoint_path(arch: str) -> Path:
     """Where torch.hub caches torchvision's ImageNet weights for ``arch``; raises if absent.
 
-    udalib never downloads (STYLE.md "Avoid" 3): this only looks in ``torch.hub.get_dir()``.
+    udalib never downloads: this only looks in ``torch.hub.get_dir()``.
     """
     if arch not in _IMAGENET_WEIGHTS:
         raise ValueError(f"no ImageNet weights for {arch!r}; they exist for {sorted(_IMAGENET_WEIGHTS)}")
@@ -408,7 +408,7 @@ def _match_head(
         saved_weight, model_weight = saved[weight_key], model_state[weight_key]
         if saved_weight.shape[1] != model_weight.shape[1]:
             # The seeds' init files carry a 21-class VOC head on 2048 channels under `layer5`,
-            # which is the 1024-channel aux head here; the seeds drop it as well (spec §2.1).
+            # which is the 1024-channel aux head here; the seeds drop it as well.
             reason = (
                 f"a {saved_weight.shape[0]}-class head on {saved_weight.shape[1]} channels from "
                 f"pre-training; the model's {name} reads {model_weight.shape[1]}"

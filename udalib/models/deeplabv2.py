@@ -1,7 +1,7 @@
 """DeepLab-v2 (Chen et al., TPAMI 2018) with a ResNet-101 backbone, as the UDA seeds build it.
 
 This is the "ResNetMulti" network of AdaptSegNet (Tsai et al., CVPR 2018) and ADVENT
-(Vu et al., CVPR 2019), spec ``adaptsegnet_advent_globallocal.md`` §2.1. The module also holds
+(Vu et al., CVPR 2019): ``model/deeplab_multi.py:ResNetMulti``. The module also holds
 the pieces every udalib segmenter shares: the ASPP classifier, the BatchNorm modes and the
 parameter groups with the 10x head learning rate. The book's source-only chapter introduces them.
 
@@ -22,11 +22,11 @@ from torch import Tensor, nn
 
 from udalib.models.output import SegOutput
 
-# How BatchNorm behaves (spec §1 item 2 and §10):
+# How BatchNorm behaves (the seeds train in .train() mode, ``train_gta2cityscapes_multi.py``):
 #   "affine_frozen": gamma/beta get no gradient, but BN normalises with batch statistics and
 #                    updates its running statistics in train mode. This is what the seeds do.
 #   "frozen":        BN always runs in eval mode (running statistics, never updated) and gets no
-#                    gradient, like FADA/SDCA's FrozenBatchNorm2d (sdca.md §2).
+#                    gradient, like FADA/SDCA's FrozenBatchNorm2d (``core/models/layers.py``).
 #   "trainable":     ordinary BatchNorm (SDCA's SSL stage, the small CPU model).
 BN_MODES = ("affine_frozen", "frozen", "trainable")
 
@@ -44,7 +44,7 @@ class ASPPClassifier(nn.Module):
     Shapes: (B, C_in, h, w) -> (B, num_classes, h, w).
 
     ``bug_compat=True`` reproduces AdaptSegNet's early ``return`` inside the summation loop:
-    only the first two branches (d=6 and d=12) are summed (spec §1 item 1). The other branches
+    only the first two branches (d=6 and d=12) are summed (``Classifier_Module.forward``). The other branches
     stay as parameters so that official checkpoints load, but they are frozen because they
     never run and so could never receive a gradient.
     """
@@ -137,7 +137,7 @@ class DeepLabSegmenter(nn.Module):
         """Optimizer groups: ``[{backbone, lr_mult 1}, {ASPP heads, lr_mult head_lr_mult}]``.
 
         Only parameters with ``requires_grad`` are listed, so frozen BN affines are left out, as
-        in the seeds' ``optim_parameters`` (spec §2.1). The seeds' ResNet heads use 10x the base
+        in the seeds' ``optim_parameters``. The seeds' ResNet heads use 10x the base
         LR; AdaptSegNet's and BAFFT's VGG-16 use 1x (pass ``head_lr_mult=1.0``).
         """
         backbone, heads = [], []
@@ -192,11 +192,11 @@ class Bottleneck(nn.Module):
 
 
 def _make_layer(in_channels: int, planes: int, blocks: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    """One ResNet stage; the projection shortcut rule is the seeds' (spec §2.1)."""
+    """One ResNet stage; the projection shortcut rule is the seeds' (``ResNetMulti._make_layer``)."""
     out_channels = planes * Bottleneck.expansion
     downsample = None
     # The seeds' rule. The dilation clause never decides anything at ResNet-101's widths (the
-    # first block of layers 3 and 4 changes width anyway); it is kept so the code reads as spec §2.1.
+    # first block of layers 3 and 4 changes width anyway); it is kept so the code reads as ``_make_layer``.
     if stride != 1 or in_channels != out_channels or dilation in (2, 4):
         downsample = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
@@ -208,7 +208,7 @@ def _make_layer(in_channels: int, planes: int, blocks: int, stride: int = 1, dil
 
 
 class DeepLabV2ResNet101(DeepLabSegmenter):
-    """DeepLab-v2 ResNet-101 at output stride 8, optionally multi-level (spec §2.1).
+    """DeepLab-v2 ResNet-101 at output stride 8, optionally multi-level (``deeplab_multi.py:ResNetMulti``).
 
     stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool with ceil_mode) -> layer1 -> layer2 (stride 2)
     -> layer3 (dilation 2) -> layer4 (dilation 4) -> ``layer6`` = ASPP (main head).

@@ -35,7 +35,7 @@ class PatchDiscriminator(nn.Sequential):
     """AdaptSegNet's fully convolutional ("FC") discriminator (Tsai et al., CVPR 2018, Sec. 3.1).
 
     Five 4x4 convs with stride 2, padding 1 and bias; widths K -> 64 -> 128 -> 256 -> 512 -> 1
-    for ndf=64 (spec ``adaptsegnet_advent_globallocal.md`` §3.1). Each conv maps a side s to
+    for ndf=64 (AdaptSegNet ``model/discriminator.py:FCDiscriminator``). Each conv maps a side s to
     floor(s / 2), so (B, K, H, W) -> (B, 1, ~H/32, ~W/32): 512x1024 -> 16x32, 720x1280 -> 22x40.
     Each output cell judges one patch (receptive field 94x94 input pixels).
     """
@@ -48,7 +48,7 @@ class PixelDiscriminator(nn.Sequential):
     """Per-pixel discriminator of the Global-Local code release (Yarram et al., ICASSP 2022).
 
     The same widths and activations as :class:`PatchDiscriminator`, but 1x1 convs with stride 1
-    (spec §5.2): every pixel's K-vector is classified as source or target on its own, so
+    (global-local's ``model/discriminator.py``): every pixel's K-vector is classified as source or target on its own, so
     (B, K, H, W) -> (B, 1, H, W).
     """
 

@@ -34,7 +34,7 @@ TRAINER_KEYS = ("step", "model", "optimizer", "aux_optimizers", "method", "scale
 def build_segmenter(train: TrainConfig, num_classes: int) -> nn.Module:
     """The segmenter `train` describes (backbone, heads, BN mode, pretrained weights)."""
     kw: dict[str, Any] = dict(pretrained=train.pretrained, aspp_bug_compat=train.aspp_bug_compat)
-    if train.backbone != "vgg16":  # DeepLab VGG-16 is single-level and has no BN (spec §2.2)
+    if train.backbone != "vgg16":  # DeepLab VGG-16 is single-level and has no BN (AdaptSegNet's deeplab_vgg.py)
         kw["multi_level"] = train.multi_level
         kw["bn_mode"] = train.bn_mode
     return build_model(train.backbone, num_classes, **kw)

@@ -1,7 +1,7 @@
 """DeepLab VGG-16 (DeepLab-LargeFOV style; Chen et al., TPAMI 2018), single-level.
 
-The VGG-16 segmenter of AdaptSegNet (spec ``adaptsegnet_advent_globallocal.md`` §2.2), FADA/SDCA
-(``sdca.md`` §2) and BAFFT's clustering baseline. Example::
+The VGG-16 segmenter of AdaptSegNet (``model/deeplab_vgg.py:DeeplabVGG``), FADA/SDCA
+(``core/models/vgg.py``) and BAFFT's clustering baseline. Example::
 
     model = DeepLabVGG16(num_classes=19)
     out = model(torch.randn(1, 3, 512, 1024))
