@@ -357,3 +357,14 @@ def test_the_knob_matrix_scores_each_method_against_its_pairs_source_only(tmp_pa
     assert table[3] == "| AdaBN alone | +15.0 (50%) | +1.0 (20%) |"
     assert "| `advent` | +6.0 (20%) | +3.0 (60%) |" in table
     assert "| `sdca` | not run | not run |" in table
+
+
+def test_published_numbers_stand_beside_the_stage_they_measure(tmp_path):
+    """SIM's 49.2 includes SIM's self-training, so BAFFT's step 1 has no published number; the AdvEnt + MinEnt
+    ensemble's 45.5 has MinEnt+ER as its second member, and the comparison table says so beside the number."""
+    value, note = results.published("bafft_step1")
+    assert value is None and "self-training" in note and results.CATALOGUE["bafft_step1"].source is None
+    table = results.comparison_markdown("quick", ["advent_minent_ensemble", "bafft_step1"], tmp_path)
+    rows = {line.split(" | ")[0].strip("|` "): line for line in table.splitlines()[2:]}
+    assert "| 45.5 (with MinEnt+ER, ours plain MinEnt) |" in rows["advent_minent_ensemble"]
+    assert "| — |" in rows["bafft_step1"]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import SHIFT_KNOBS
-from .catalogue import MATRIX_KNOBS, MATRIX_METHODS, published
+from .catalogue import CATALOGUE, MATRIX_KNOBS, MATRIX_METHODS, published
 from .stats import gap_recovered, mean_std, paired_gain, summary
 from .store import load
 
@@ -99,6 +99,7 @@ def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
                 "paper_gap": None if paper is None else gap_recovered(paper, *paper_ends),
                 "paper": paper,
                 "paper_note": note,
+                "paper_caveat": CATALOGUE[m].published_caveat if m in CATALOGUE else "",
                 "vs_adabn": None if r is None else paired_gain(preset, m, "source_only_adabn", root),
                 "wall_s": None if r is None else r["wall_s"],
             }
@@ -117,6 +118,13 @@ def _signed(g: dict | None) -> str:
         return ""
     text = f"{g['mean']:+.1f}" + ("" if math.isnan(g["std"]) else f" ± {g['std']:.1f}")
     return f"**{text}**" if g["seeds"] > 1 and abs(g["mean"]) > g["spread"] else text
+
+
+def _published_cell(row: dict) -> str:
+    """The published number, with what its method does that ours does not, or a dash where there is none."""
+    if row["paper"] is None:
+        return "—"
+    return f"{row['paper']:.1f}" + (f" ({row['paper_caveat']})" if row["paper_caveat"] else "")
 
 
 def comparison_markdown(preset: str, methods: Sequence[str], root=None) -> str:
@@ -144,7 +152,7 @@ def comparison_markdown(preset: str, methods: Sequence[str], root=None) -> str:
             _signed(r["gain"]),
             vs_adabn,
             _percent(r["gap"]),
-            "—" if r["paper"] is None else f"{r['paper']:.1f}",
+            _published_cell(r),
             _percent(r["paper_gap"]),
             "" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f}",
         ]
