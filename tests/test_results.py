@@ -61,9 +61,10 @@ def test_paired_gain_pairs_seeds(root):
     g = results.paired_gain("quick", "adaptsegnet_multi", root=root)
     assert g["per_seed"] == {0: 6.0, 1: 8.0, 2: 4.0}
     assert g["mean"] == pytest.approx(6.0) and g["std"] == pytest.approx(2.0)
-    assert g["spread"] == pytest.approx(1.0)  # both runs' seed-to-seed std is 1
+    # t_{0.975, 2} · 2 / √3 = 4.303 · 1.155
+    assert g["interval"].half_width == pytest.approx(4.9683, abs=1e-4) and g["verdict"] == "above 0" and g["clears"]
     one = results.paired_gain("quick", "minent", root=root)
-    assert one["seeds"] == 1 and one["per_seed"] == {0: 0.5} and one["spread"] == pytest.approx(1.0)
+    assert one["seeds"] == 1 and one["per_seed"] == {0: 0.5} and one["verdict"] == "one seed" and not one["clears"]
     assert results.paired_gain("quick", "advent", root=root) is None
 
 
@@ -117,13 +118,13 @@ def test_gain_table_verdicts(root):
         "quick", [("adaptsegnet_multi", "source_only"), ("minent", "source_only"), ("advent", "source_only")], root
     )
     line = {row.split()[0]: row for row in table.splitlines()[2:]}
-    assert "+6.0 ± 2.0" in line["adaptsegnet_multi"] and "(clears it)" in line["adaptsegnet_multi"]
+    assert "+6.0    [+1.0, +11.0]" in line["adaptsegnet_multi"] and "(above 0)" in line["adaptsegnet_multi"]
     assert "0: +6.0  1: +8.0  2: +4.0" in line["adaptsegnet_multi"]
     assert "(one seed)" in line["minent"] and "not measured" in line["advent"]
     results.append_record(record("advent", 0, 20.5), root)
     results.append_record(record("advent", 1, 19.0), root)
     table = results.gain_table("quick", [("advent", "source_only")], root)
-    assert "(within it)" in table  # +0.25 on average, under the spread of 1
+    assert "(not distinguishable)" in table  # +0.5 and +0.0: the interval spans 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,7 +255,8 @@ def quick_tables() -> str:
 
 
 def test_tables_on_the_stored_results_print_what_they_printed_before():
-    """The golden file was written by the functions before they moved from ``udalib.viz``, on the same records."""
+    """The chapters' tables on a frozen copy of the records, as the golden file holds them (written when the tables
+    moved from ``udalib.viz``; rewritten once when their verdict became the paired 95 % interval over seeds)."""
     assert quick_tables() == GOLDEN.read_text()
 
 
@@ -286,12 +288,16 @@ def test_findings_state_what_the_records_say(tmp_path):
         (folder / f"{method}.json").write_text(json.dumps([rec(method, i, v) for i, v in enumerate(values)]))
     text = results.findings("quick", ["advent", "minent"], root=tmp_path)
     advent, minent = text.splitlines()
-    assert "gains +6.5 (seeds +6.0, +7.0) mIoU over source-only, beyond the seed-to-seed spread (2.1)" in advent
+    # t_{0.975, 1} = 12.706: +6.5 ± 12.706 · 0.707 / √2 = [+0.1, +12.9]; -3.0 ± 12.706 · 1.414 / √2 spans 0
+    assert "gains +6.5 (seeds +6.0, +7.0) mIoU over source-only, 95 % interval [+0.1, +12.9] over 2 seeds" in advent
     assert (
         "it ends 3.0 less than AdaBN alone (the source-only model with target BatchNorm statistics, no training), "
-        "beyond the seed-to-seed spread (2.1)"
+        "not distinguishable (95 % interval [-15.7, +9.7] over 2 seeds spans 0)"
     ) in advent
-    assert "changes mIoU by -1.0 (seeds -1.0, -1.0): the loss alone does not add to source-only" in advent
+    assert (
+        "changes mIoU by -1.0 (seeds -1.0, -1.0), 95 % interval [-1.0, -1.0] over 2 seeds: the loss alone does not "
+        "add to source-only"
+    ) in advent
     assert minent == "* **minent**: not measured yet (`udalib reproduce --preset quick --methods minent`)."
 
 
@@ -318,9 +324,12 @@ def test_the_comparison_table_pairs_by_seed_against_source_only_and_adabn_alone(
     table = results.comparison_markdown("quick", ["source_only_adabn", "advent", "minent"], tmp_path)
     header, rule, adabn, advent, minent = table.splitlines()
     assert header.count("|") == rule.count("|") == 10
-    # spread: the larger std of the two runs (advent: 2.1); 6.5 clears it, -3.0 clears the AdaBN spread (2.1) too
-    assert advent == "| `advent` | 27.5 ± 2.1 | 2 | **+6.5 ± 0.7** | **-3.0 ± 1.4** | 16% | 43.8 | 25% | 1.5 |"
-    assert adabn.startswith("| `source_only_adabn` | 30.5 ± 0.7 | 2 | **+9.5 ± 0.7** |  | 24% |")
+    # the 95 % intervals over the two seeds (t_{0.975, 1} = 12.706): over source-only +6.5 [+0.1, +12.9] excludes 0
+    # (bold), over AdaBN alone -3.0 [-15.7, +9.7] spans it
+    assert (
+        advent == "| `advent` | 27.5 ± 2.1 | 2 | **+6.5 [+0.1, +12.9]** | -3.0 [-15.7, +9.7] | 16% | 43.8 | 25% | 1.5 |"
+    )
+    assert adabn.startswith("| `source_only_adabn` | 30.5 ± 0.7 | 2 | **+9.5 [+3.1, +15.9]** |  | 24% |")
     assert minent == "| `minent` | not measured | 0 |  |  |  | 42.3 | 20% |  |"
 
 
@@ -357,6 +366,94 @@ def test_the_knob_matrix_scores_each_method_against_its_pairs_source_only(tmp_pa
     assert table[3] == "| AdaBN alone | +15.0 (50%) | +1.0 (20%) |"
     assert "| `advent` | +6.0 (20%) | +3.0 (60%) |" in table
     assert "| `sdca` | not run | not run |" in table
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Paired intervals and the papers' claims
+
+
+def test_the_paired_interval_is_students_t_over_the_per_seed_differences():
+    from udalib.results.stats import paired_interval
+
+    i = paired_interval([1.0, 2.0, 3.0])  # mean 2, s = 1, t_{0.975, 2} / √3 = 4.3027 · 0.5774
+    assert i.mean == 2.0 and i.half_width == pytest.approx(2.4841, abs=1e-4)
+    assert (i.low, i.high) == (pytest.approx(-0.4841, abs=1e-4), pytest.approx(4.4841, abs=1e-4))
+    assert i.verdict == "not distinguishable" and i.text() == "+2.0 [-0.5, +4.5], 3 seeds"
+    assert paired_interval([4.0, 5.0, 6.0]).verdict == "above 0"  # [+2.5, +7.5]
+    assert paired_interval([-4.0, -5.0, -6.0]).verdict == "below 0"
+    one = paired_interval([3.0])
+    assert one.verdict == "one seed" and math.isnan(one.half_width) and one.text() == "+3.0, one seed"
+    assert paired_interval([1.0, 2.0, 3.0], level=0.5).half_width == pytest.approx(0.8165 / math.sqrt(3), abs=1e-4)
+    with pytest.raises(ValueError, match="differences: no common seed"):
+        paired_interval([])
+    with pytest.raises(ValueError, match="level must lie in"):
+        paired_interval([1.0, 2.0], level=95)
+
+
+def test_every_claim_compares_two_catalogue_results_and_every_adapted_method_is_claimed_over_source_only():
+    from udalib.results import claims
+
+    assert all({c.better, c.worse} <= set(results.CATALOGUE) and c.better != c.worse for c in claims.CLAIMS)
+    over_source = {c.better for c in claims.CLAIMS if c.worse == "source_only"}
+    assert over_source == set(results.catalogue_names(kind="trained")) - {
+        "source_only",
+        "oracle",
+        "sdca_source",
+        "sdca_ssl",
+    }
+    with pytest.raises(ValueError, match=r"\['advent_v2'\] not in the results catalogue"):
+        claims.Claim("paper", "v2 beats v1", "advent_v2", "advent")
+
+
+def test_the_claims_table_gives_each_claim_its_verdict_from_the_paired_interval(tmp_path):
+    from udalib.results import claims
+
+    so = [20.0, 21.0, 22.0]
+    runs = {
+        "source_only": so,
+        "advent": [s + d for s, d in zip(so, (4.0, 5.0, 6.0))],  # +5 [+2.5, +7.5] over source-only: reproduced
+        "minent": [s + d for s, d in zip(so, (5.0, 7.0, 9.0))],  # AdvEnt - MinEnt = -1, -2, -3: [-4.5, +0.5]
+        "maxsquare": [s + d for s, d in zip(so, (-6.0, -5.0, -4.0))],  # -5 [-7.5, -2.5]: reversed
+        "maxsquare_iw": [21.0],  # one seed
+    }
+    _write(tmp_path / "quick", {m: [_rec(i, v) for i, v in enumerate(vals)] for m, vals in runs.items()})
+    picked = [
+        c
+        for c in claims.CLAIMS
+        if (c.better, c.worse)
+        in {
+            ("advent", "source_only"),
+            ("advent", "minent"),
+            ("maxsquare", "source_only"),
+            ("maxsquare_iw", "maxsquare"),
+            ("bafft", "bafft_step1"),
+        }
+    ]
+    rows = {(r["better"], r["worse"]): r for r in claims.claim_rows("quick", tmp_path, picked)}
+    assert {k: r["verdict"] for k, r in rows.items()} == {
+        ("advent", "source_only"): "reproduced",
+        ("advent", "minent"): "not distinguishable",
+        ("maxsquare", "source_only"): "reversed",
+        ("maxsquare_iw", "maxsquare"): "one seed",
+        ("bafft", "bafft_step1"): "not measured",
+    }
+    # the published numbers are the catalogue's, both or none
+    assert rows[("advent", "minent")]["published"] == (results.published("advent")[0], results.published("minent")[0])
+    assert claims.verdict_counts("quick", tmp_path, picked) == {
+        "reproduced": 1,
+        "not distinguishable": 1,
+        "reversed": 1,
+        "one seed": 1,
+        "not measured": 1,
+    }
+    table = claims.claims_markdown("quick", tmp_path, picked).splitlines()
+    assert table[0] == "| claim | published | here (quick: paired mean, 95 % interval, seeds) | verdict |"
+    line = next(row for row in table if "(`advent` vs `minent`)" in row)
+    advent, minent = results.CATALOGUE["advent"], results.CATALOGUE["minent"]
+    assert line.endswith(
+        f"| {advent.published:.1f} vs {minent.published:.1f} ({claims._cite(advent.source, minent.source)}) "
+        "| -2.00 [-4.48, +0.48], 3 seeds | not distinguishable |"
+    )
 
 
 def test_published_numbers_stand_beside_the_stage_they_measure(tmp_path):

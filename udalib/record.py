@@ -1,6 +1,6 @@
 """A run's record: the one schema of ``results/<preset>/<method>.json``, and what a run was measured on.
 
-The trainer writes a record into its ``metrics.json`` (:meth:`udalib.train.Trainer.metrics`), ``udalib reproduce``
+The trainer writes a record into its ``metrics.json`` (``udalib.train.Trainer.metrics``), ``udalib reproduce``
 builds the records of evaluated results, and the results store reads and writes them; all three go through
 :class:`Record`, so its fields are the format. mIoU is in percent. Example::
 

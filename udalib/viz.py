@@ -170,7 +170,7 @@ def plot_scenes(scenes: Sequence[tuple[str, np.ndarray, np.ndarray]], protocol: 
 
 
 def plot_shift_anatomy(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Source-only, AdaBN and oracle mIoU per pair (rows of :func:`udalib.results.shift_anatomy`), with the share
+    """Source-only, AdaBN and oracle mIoU per pair (rows of :func:`udalib.results.tables.shift_anatomy`), with the share
     of the gap AdaBN recovers written beside each pair."""
     fig = _figure(9, 0.55 * len(rows) + 1.2)
     ax = fig.subplots()
@@ -534,7 +534,7 @@ def plot_pseudo_labels(
 
 def plot_class_heatmap(names: Sequence[str], classes: Sequence[str], table: Sequence[Sequence[float]]) -> Figure:
     """Per-class IoU (rows: `names`, columns: `classes`, values in percent) as a heatmap with the values written in
-    (:func:`udalib.results.per_class_means` gives the three arguments)."""
+    (:func:`udalib.results.tables.per_class_means` gives the three arguments)."""
     values = np.asarray(table, dtype=float)
     fig = _figure(11, 0.45 * len(names) + 1.8)
     ax = fig.subplots()
@@ -549,7 +549,7 @@ def plot_class_heatmap(names: Sequence[str], classes: Sequence[str], table: Sequ
 
 def plot_ours_vs_published(rows: Sequence[Mapping[str, Any]], preset: str) -> Figure:
     """Our mean mIoU (error bar: std over seeds) beside the published GTA5→Cityscapes number, per method (rows of
-    :func:`udalib.results.results_rows` that are measured)."""
+    :func:`udalib.results.tables.results_rows` that are measured)."""
     fig = _figure(9, 3.4)
     ax = fig.subplots()
     x = np.arange(len(rows))
@@ -564,7 +564,7 @@ def plot_ours_vs_published(rows: Sequence[Mapping[str, Any]], preset: str) -> Fi
 
 def plot_knob_matrix(matrix: Mapping[str, Any]) -> Figure:
     """Which method closes which kind of shift: each row's gain over source-only on each knob's pair as a share of
-    that pair's gap (colour) with the gain in mIoU written in (:func:`udalib.results.knob_matrix`)."""
+    that pair's gap (colour) with the gain in mIoU written in (:func:`udalib.results.tables.knob_matrix`)."""
     knobs, rows = matrix["knobs"], list(matrix["gains"])
     share = np.array(
         [

@@ -1,8 +1,10 @@
 """Results: the catalogue of result names, the measured records, and the tables that set them beside the papers.
 
-Every result name the book quotes has one entry in :data:`CATALOGUE` (:mod:`.catalogue`); every measured run is a
-:class:`~udalib.record.Record` in ``results/<preset>/<name>.json`` (:mod:`.store`); :mod:`.stats` compares
-results over seeds, :mod:`.tables` and :mod:`.findings` show them. This package reports on what the trainer made:
+Every result name the book quotes has one entry in :data:`udalib.results.catalogue.CATALOGUE`; every measured run
+is a :class:`~udalib.record.Record` in ``results/<preset>/<name>.json`` (:mod:`udalib.results.store`);
+:mod:`udalib.results.stats` compares results over seeds (paired 95 % intervals), :mod:`udalib.results.tables` and
+:mod:`udalib.results.findings` show them, :mod:`udalib.results.claims` tests the papers' claims. Every name is
+re-exported here (``results.findings(...)``). This package reports on what the trainer made:
 the trainer and the methods import nothing from it. Example::
 
     from udalib import results
@@ -14,8 +16,9 @@ the trainer and the methods import nothing from it. Example::
 from ..config import RunConfig
 from ..record import Record, data_identity
 from .catalogue import CATALOGUE, MATRIX_KNOBS, MATRIX_METHODS, ResultEntry, Source, catalogue_names, published
+from .claims import CLAIMS, Claim, claim_rows, claims_markdown, verdict_counts
 from .findings import findings
-from .stats import gap_recovered, paired_gain, summary
+from .stats import PairedInterval, gap_recovered, paired_gain, paired_interval, summary
 from .store import RecordConflictError, append_record, default_root, load, replacement_conflict
 from .tables import (
     MIN_GAP,
@@ -39,6 +42,13 @@ def record_from_metrics(metrics: dict, cfg: RunConfig | None = None) -> dict:
 
 __all__ = [
     "CATALOGUE",
+    "CLAIMS",
+    "Claim",
+    "PairedInterval",
+    "claim_rows",
+    "claims_markdown",
+    "paired_interval",
+    "verdict_counts",
     "MATRIX_KNOBS",
     "MATRIX_METHODS",
     "MIN_GAP",

@@ -1,7 +1,7 @@
 """The catalogue of result names: how each one's records are made, the published number it is compared with, and
 the chapter that reads it.
 
-A trained entry is a registered method (:data:`udalib.methods.REGISTRY`), whose one-line description it takes from
+A trained entry is a registered method (``udalib.methods.REGISTRY``), whose one-line description it takes from
 the method's :class:`~udalib.methods.base.Variant`; ablations retrain a trained entry with overrides; evaluated
 entries score trained models without training. Example::
 

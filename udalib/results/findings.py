@@ -16,10 +16,12 @@ from .stats import paired_gain
 
 
 def _verdict(g: dict) -> str:
-    """Whether a paired difference (either sign) is beyond the seed-to-seed spread of the two runs."""
-    if g["seeds"] == 1:
-        return "one seed, no spread to compare with"
-    return ("beyond" if abs(g["mean"]) > g["spread"] else "within") + f" the seed-to-seed spread ({g['spread']:.1f})"
+    """The 95 % interval of a paired difference over seeds, and whether it tells the two results apart."""
+    i = g["interval"]
+    if i.verdict == "one seed":
+        return "one seed, no interval"
+    interval = f"95 % interval [{i.low:+.1f}, {i.high:+.1f}] over {i.seeds} seeds"
+    return f"not distinguishable ({interval} spans 0)" if i.verdict == "not distinguishable" else interval
 
 
 def _gain(g: dict) -> str:
@@ -29,7 +31,7 @@ def _gain(g: dict) -> str:
 
 def findings(preset: str, methods: Sequence[str], baseline: str = "source_only", root=None) -> str:
     """What the records say about each of `methods`, as Markdown a chapter displays (no number is typed by hand):
-    the gain over `baseline` paired by seed with the seed-spread verdict; the difference to AdaBN alone
+    the gain over `baseline` paired by seed with its 95 % interval over seeds; the difference to AdaBN alone
     (``source_only_adabn``, BatchNorm statistics re-estimated on target, no training) paired by seed; the gain
     left when BatchNorm is frozen during adaptation (``<method>_frozen_bn``) and the gain of AdaBN after
     adaptation (``<method>_adabn``) where the catalogue has them. Methods without records say how to make them.
@@ -52,10 +54,12 @@ def findings(preset: str, methods: Sequence[str], baseline: str = "source_only",
         frozen = paired_gain(preset, f"{m}_frozen_bn", baseline, root) if f"{m}_frozen_bn" in CATALOGUE else None
         if frozen is not None:
             text += "; with BatchNorm frozen during adaptation (its loss alone) it "
-            if frozen["mean"] > 0 and g["mean"] > 0:
+            if frozen["clears"] and g["clears"]:
                 text += f"gains {_gain(frozen)}, {100 * frozen['mean'] / g['mean']:.0f}% of its gain"
             else:
-                text += f"changes mIoU by {_gain(frozen)}: the loss alone does not add to source-only"
+                text += (
+                    f"changes mIoU by {_gain(frozen)}, {_verdict(frozen)}: the loss alone does not add to {base_name}"
+                )
         after = paired_gain(preset, f"{m}_adabn", baseline, root) if f"{m}_adabn" in CATALOGUE else None
         if after is not None:
             text += f"; re-estimating BatchNorm on target after adaptation gives {_gain(after)} over {base_name}"

@@ -78,7 +78,7 @@ def format_summary(rows: list[dict]) -> str:
 def results_rows(preset: str, methods: Sequence[str], root=None) -> list[dict]:
     """One row per method: our mean mIoU ± std over seeds from ``results/<preset>/`` (None if not measured yet),
     the gain over source-only paired by seed, the fraction of the source-only → oracle gap recovered (ours and
-    published), and the published GTA5→Cityscapes number (:func:`published`)."""
+    published), and the published GTA5→Cityscapes number (:func:`udalib.results.catalogue.published`)."""
     ours = {r["method"]: r for r in summary(preset, list(methods) + ["source_only", "oracle"], root)}
     ends = [ours.get(m, {}).get("miou_mean") for m in ("source_only", "oracle")]
     paper_ends = [published(m)[0] for m in ("source_only", "oracle")]
@@ -112,12 +112,18 @@ def _percent(share: float | None) -> str:
     return "" if share is None else f"{100 * share:.0f}%"
 
 
+def _distinguishable(g: dict) -> bool:
+    """Whether the 95 % interval of a paired difference excludes 0 (either sign)."""
+    return g["verdict"] in ("above 0", "below 0")
+
+
 def _signed(g: dict | None) -> str:
-    """A paired difference for a Markdown table: mean ± std, bold where it is beyond the seed-to-seed spread."""
+    """A paired difference for a Markdown table: mean [95 % interval], bold where the interval excludes 0."""
     if g is None:
         return ""
-    text = f"{g['mean']:+.1f}" + ("" if math.isnan(g["std"]) else f" ± {g['std']:.1f}")
-    return f"**{text}**" if g["seeds"] > 1 and abs(g["mean"]) > g["spread"] else text
+    i = g["interval"]
+    text = f"{i.mean:+.1f}" + (f" [{i.low:+.1f}, {i.high:+.1f}]" if i.seeds > 1 else "")
+    return f"**{text}**" if _distinguishable(g) else text
 
 
 def _published_cell(row: dict) -> str:
@@ -129,8 +135,8 @@ def _published_cell(row: dict) -> str:
 
 def comparison_markdown(preset: str, methods: Sequence[str], root=None) -> str:
     """The comparison chapter's table as Markdown, one row per method of :func:`results_rows`: our mIoU (mean ±
-    std over seeds), the gains paired by seed over source-only and over AdaBN alone (bold where beyond the
-    seed-to-seed spread of the two runs), the share of the source-only → oracle gap recovered, the published number
+    std over seeds), the gains paired by seed over source-only and over AdaBN alone with their 95 % interval over
+    seeds (bold where it excludes 0), the share of the source-only → oracle gap recovered, the published number
     and its share of the published gap, and the mean wall time of one run (its own training or evaluation only:
     cached stages it starts from are not counted)."""
     rows = results_rows(preset, methods, root)
@@ -173,8 +179,9 @@ def per_class_means(preset: str, methods: Sequence[str], root=None) -> tuple[lis
 
 def knob_matrix(preset: str = "quick", root=None) -> dict:
     """Which method closes which kind of shift: on the pair of each knob alone (``shift_<knob>``, one seed), the
-    gap (oracle − source-only), what AdaBN alone gains, and what each method of :data:`MATRIX_METHODS` gains
-    (records ``<method>_on_<knob>``), all over the same source-only model scored on that pair, paired by seed.
+    gap (oracle − source-only), what AdaBN alone gains, and what each method of
+    :data:`udalib.results.catalogue.MATRIX_METHODS` gains (records ``<method>_on_<knob>``), all over the same
+    source-only model scored on that pair, paired by seed.
 
     Returns {"knobs": [...], "gap": {knob: mIoU}, "gains": {row: {knob: mIoU or None}}} with the rows "AdaBN alone"
     and each method; a knob without a ``shift_<knob>`` record is left out, a method not run on a knob is None.
@@ -210,26 +217,27 @@ def knob_matrix_markdown(matrix: dict) -> str:
 
 
 def gain_table(preset: str, pairs: Sequence[tuple[str, str]], root=None) -> str:
-    """One line per (method, baseline): the mIoU gain paired by seed, per seed, and whether it clears the
-    seed-to-seed spread of both runs (the bar each chapter's method has to pass)."""
-    lines = [f"{'method':<24} {'over':<20} {'gain':>12}  {'spread':>6}  per seed", "-" * 90]
+    """One line per (method, baseline): the mIoU gain paired by seed, its 95 % interval over seeds, per seed, and
+    the verdict: "above 0" (the bar each chapter's method has to pass), "below 0", "not distinguishable" (the
+    interval spans 0) or "one seed"."""
+    lines = [f"{'method':<24} {'over':<20} {'gain':>6}  {'95 % interval':>15}  per seed", "-" * 90]
     for method, base in pairs:
         g = paired_gain(preset, method, base, root)
         if g is None:
             lines.append(f"{method:<24} {base:<20} {'not measured':>12}")
             continue
-        gstd = "" if math.isnan(g["std"]) else f" ± {g['std']:.1f}"
-        verdict = "one seed" if g["seeds"] == 1 else "clears it" if g["clears"] else "within it"
+        i = g["interval"]
+        interval = "" if i.seeds < 2 else f"[{i.low:+.1f}, {i.high:+.1f}]"
         seeds = "  ".join(f"{s}: {v:+.1f}" for s, v in g["per_seed"].items())
-        lines.append(f"{method:<24} {base:<20} {g['mean']:+7.1f}{gstd:>5}  {g['spread']:6.1f}  {seeds}   ({verdict})")
+        lines.append(f"{method:<24} {base:<20} {i.mean:+6.1f}  {interval:>15}  {seeds}   ({g['verdict']})")
     return "\n".join(lines)
 
 
 def results_table(preset: str, methods: Sequence[str], root=None) -> str:
     """A text table of :func:`results_rows`; methods not measured yet say how to measure them.
 
-    "gain" is the mean ± std over seeds of (method − source-only of the same seed); it is starred when it
-    exceeds the seed-to-seed spread of either run. "gap" is the fraction of the source-only → oracle gap
+    "gain" is the mean ± std over seeds of (method − source-only of the same seed); it is starred when its 95 %
+    interval over seeds excludes 0. "gap" is the fraction of the source-only → oracle gap
     recovered, ours and published."""
     rows = results_rows(preset, methods, root)
     lines = [
@@ -250,7 +258,7 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
             ours = f"{r['ours']:.1f}{std}"
             g = r["gain"]
             if g is not None:
-                star = "*" if g["clears"] else " "
+                star = "*" if _distinguishable(g) else " "
                 gstd = "" if math.isnan(g["std"]) else f" ± {g['std']:.1f}"
                 gain = f"{g['mean']:+.1f}{gstd}{star}"
             gap = _percent(r["gap"])
@@ -263,8 +271,8 @@ def results_table(preset: str, methods: Sequence[str], root=None) -> str:
     lines += [
         "",
         (
-            "gain: mIoU minus source-only of the same seed, mean ± std over seeds (* above the seed-to-seed "
-            "spread); gap: share of the source-only → oracle gap recovered"
+            "gain: mIoU minus source-only of the same seed, mean ± std over seeds (* its 95 % interval over "
+            "seeds excludes 0); gap: share of the source-only → oracle gap recovered"
         ),
     ]
     if missing:
