@@ -15,7 +15,11 @@ with a traceback or a half-run notebook is never published. Steps:
    own folder, with no GPU visible (the quick preset on the CPU, as on a reader's laptop). A page is taken
    from the cache in ``_build/executed`` instead when its code cells, the ``udalib`` sources and, for a page
    that reads the records, every file under ``results/`` are unchanged; a new record therefore re-executes
-   the pages that quote records, and no table goes stale. ``--fast`` executes only ``ALWAYS_EXECUTED``.
+   the pages that quote records, and no table goes stale. ``--fast`` executes only ``ALWAYS_EXECUTED``. The cell
+   time limit and the error policy are jupyter-book's own ``execute`` settings in ``_config.yml`` (``timeout``,
+   ``allow_errors``). jupyter-book does not execute itself (``execute_notebooks: off``): its cache (jupyter-cache)
+   keys a page by its code cells alone, so a change to ``udalib`` or a new record would leave pages stale, and it
+   reports a page, not a cell, so a 25-minute training cell would run without a sign of life.
 3. **Rendering.** A staging tree ``_build/stage`` holds the executed copies beside links to the sources, and
    ``jupyter-book build`` renders it (``execute_notebooks: off``; ``-W -n --keep-going``) into ``_build/html``.
    The notebooks in ``notebooks/`` are never written to: they stay without outputs.
@@ -60,7 +64,6 @@ ALWAYS_EXECUTED = ("notebooks/results", "book/cli", "book/teachers")
 # Files a page can read besides its own cells: the library and, for pages that quote them, the records.
 LIBRARY_GLOB = "udalib/**/*.py"
 RESULTS_DIR = "results"
-CELL_TIMEOUT_S = 1800  # a quick training cell takes up to ~25 min on a loaded 2-core machine
 HEARTBEAT_S = 60  # how often a long cell reports that it is still running
 
 # What the pages load from book/node_modules, copied as (package path, destination under _static).
@@ -236,15 +239,21 @@ def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def execution_settings(root: Path = ROOT) -> dict:
+    """The ``execute`` section of `root`/_config.yml: jupyter-book's own keys, which this build executes with."""
+    return yaml.safe_load((root / "_config.yml").read_text()).get("execute", {})
+
+
 def execute(path: Path, label: str, timeout: int) -> tuple[nbformat.NotebookNode, float]:
     """Run the notebook at `path` in its own folder; its executed copy and wall time, or BuildError."""
     nb = nbformat.read(path, as_version=4)
+    allow_errors = bool(execution_settings().get("allow_errors", False))
     client = ProgressClient(
         nb,
         label,
         timeout=timeout,
         kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
-        allow_errors=False,
+        allow_errors=allow_errors,
         store_widget_state=True,
         resources={"metadata": {"path": str(path.parent)}},
     )
@@ -257,7 +266,7 @@ def execute(path: Path, label: str, timeout: int) -> tuple[nbformat.NotebookNode
         raise BuildError(f"{shown(path)}: the kernel died (out of memory?)\n{e}") from e
     except CellExecutionError as e:
         raise BuildError(f"{shown(path)}: a cell failed\n{e}") from e
-    errors = error_outputs(nb)
+    errors = [] if allow_errors else error_outputs(nb)
     if errors:
         raise BuildError(f"{shown(path)}: error outputs in " + "; ".join(errors))
     return nb, time.monotonic() - t0
@@ -320,7 +329,7 @@ def vendor_static(root: Path = ROOT) -> None:
 def footcite_problems(pages: list[Page]) -> list[str]:
     """Pages that cite with ``{footcite}`` but have no ``{footbibliography}``: their citations link nowhere.
 
-    ``_config.yml`` suppresses MyST's footnote warning, which every ``{footcite}`` raises before
+    ``book/_ext/footcite_footnotes.py`` filters MyST's warning that every ``{footcite}`` raises before
     sphinxcontrib-bibtex fills the footnotes in; this is the case that warning would rightly have reported.
     """
     problems = []
@@ -447,7 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="execute only " + ", ".join(ALWAYS_EXECUTED))
     parser.add_argument("--only", nargs="+", metavar="DOCNAME", help="execute only these pages (no times file)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell (default %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=int(execution_settings()["timeout"]),
+        help="seconds per cell (default %(default)s, _config.yml's execute.timeout)",
+    )
     parser.add_argument("--force", action="store_true", help="execute even the pages the cache holds")
     return parser
 

@@ -4,6 +4,7 @@ that a notebook with a failing cell stops the build. A kernel is started once; n
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -83,8 +84,32 @@ def test_footcite_without_footbibliography_is_reported(tmp_path):
 
 
 def test_no_page_of_the_book_cites_into_nowhere():
-    """_config.yml suppresses MyST's footnote warning (spurious for {footcite}); this is what it would hide."""
+    """book/_ext/footcite_footnotes.py drops MyST's warning for {footcite} footnotes; this is what it would hide."""
     assert build.footcite_problems(build.toc_pages()) == []
+
+
+def test_only_the_footcite_footnote_warning_is_filtered():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        from footcite_footnotes import FootciteDefinitionFilter
+    finally:
+        sys.path.remove(str(ROOT / "book" / "_ext"))
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("sphinx.myst", logging.WARNING, "page.md", 1, message, None, None)
+
+    keep = FootciteDefinitionFilter().filter
+    assert not keep(record("No footnote definitions found for label: 'footcite-yang2020fda' [myst.footnote]"))
+    assert keep(record("No footnote definitions found for label: 'mine' [myst.footnote]"))
+    assert keep(record("Multiple footnote definitions found for label: 'footcite-a' [myst.footnote]"))
+
+
+def test_the_cell_limit_and_errors_are_jupyter_books_execute_settings(tmp_path):
+    (tmp_path / "_config.yml").write_text("execute:\n  timeout: 7\n  allow_errors: false\n")
+    assert build.execution_settings(tmp_path) == {"timeout": 7, "allow_errors": False}
+    book = build.execution_settings()
+    assert build.build_parser().parse_args([]).timeout == book["timeout"] == 1800
+    assert book["execute_notebooks"] == "off" and book["allow_errors"] is False
 
 
 def test_a_failing_cell_fails_the_build(tmp_path):
