@@ -109,7 +109,7 @@ def test_every_example_of_the_help_is_true_after_a_quick_run(tiny_cache, tmp_pat
     tiny = shrink_resolve(iters=2)
     for module in (preset_choice, stages, reproduce):
         monkeypatch.setattr(module, "resolve", tiny)
-    monkeypatch.setattr(results, "default_root", lambda: tmp_path / "results")
+    monkeypatch.setattr(results.store, "default_root", lambda: tmp_path / "results")  # where the store looks
     monkeypatch.chdir(tmp_path)
     examples = [line.split() for line in cli.EXAMPLES.splitlines()[1:] if not line.strip().startswith("#")]
     assert len(examples) >= 6 and all(e[0] == "udalib" for e in examples)
