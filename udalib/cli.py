@@ -220,6 +220,11 @@ def cmd_train(args, argv: list[str] | None = None) -> int:
         print("\ncontrols and ablations (made by `udalib reproduce --methods NAME`, not by train):")
         print("\n".join(f"{name:{width}}  {e.description}" for name, e in others.items()))
         return 0
+    if args.method in results.CATALOGUE and args.method not in methods.REGISTRY:  # a control or an ablation
+        raise ValueError(
+            f"{args.method!r} is a result made from other runs, not a method to train: "
+            f"`udalib reproduce --methods {args.method}` makes it (`udalib train --list` lists both)"
+        )
     cfg = _config(
         args, resume=args.resume, checkpoint_every=args.checkpoint_every, confirm_long_run=args.confirm_long_run
     )
