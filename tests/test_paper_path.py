@@ -310,6 +310,7 @@ class PaperRuns:
                 num_classes=get_protocol(run.cfg.data.protocol).num_classes,
                 label_size=LABELS,
                 device="cpu",
+                order=REGISTRY[run.cfg.method].cls.pseudo_label_order,  # BAFFT's released order, SDCA's own
             )
             self.pseudo_label_dirs[name] = out
         return self.pseudo_label_dirs[name]
