@@ -261,7 +261,7 @@ def test_a_stage_makes_bafft_pseudo_labels_in_the_released_order_and_remakes_old
         made.append(order)
         (Path(out_dir) / "thresholds.json").write_text(json.dumps({"order": order}))
 
-    monkeypatch.setattr(stages, "stage_checkpoint", lambda cfg, method, progress="lines": ckpt)
+    monkeypatch.setattr(stages, "stage_checkpoint", lambda cfg, method, **_: ckpt)
     monkeypatch.setattr(stages, "load_trained", lambda path, device: None)
     monkeypatch.setattr(stages, "build_domains", lambda cfg: SimpleNamespace(pseudo_label_loader=lambda: []))
     monkeypatch.setattr(stages, "generate_pseudo_labels", generate)

@@ -64,7 +64,7 @@ def test_unknown_method_is_named():
 def test_a_finished_staged_run_is_reused(tiny_measured, monkeypatch):
     base = tiny_config("source_only", tiny_measured / "stage")
     rep.run_once(base)
-    monkeypatch.setattr(stages, "stage_checkpoint", lambda cfg, method, progress="lines": base.final_checkpoint)
+    monkeypatch.setattr(stages, "stage_checkpoint", lambda cfg, method, **_: base.final_checkpoint)
     cfg = tiny_config("adaptsegnet_multi", tiny_measured / "adapt")
     assert cfg.train.init_checkpoint == "stage:source_only"
     first = rep.run_once(cfg)

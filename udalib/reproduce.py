@@ -37,17 +37,19 @@ from .results import CATALOGUE
 from .run_folder import RunFolder, config_differences
 
 
-def run_once(cfg: RunConfig) -> dict:
-    """Train `cfg` unless its folder already holds the finished run of the same config; return its metrics."""
+def run_once(cfg: RunConfig, ablation: dict | None = None) -> dict:
+    """Train `cfg` unless its folder already holds the finished run of the same config; return its metrics.
+    `ablation`: the overrides of the ablation `cfg` is a run of, which reach the stages it starts from
+    (:func:`udalib.stages.stage_config`)."""
     metrics, config = cfg.final_checkpoint.parent / "metrics.json", cfg.final_checkpoint.parent / "config.json"
     if metrics.exists() and config.exists() and cfg.final_checkpoint.exists():
         # the stored config names the stage outputs it started from (``stage:`` references resolved)
-        if not config_differences(json.loads(config.read_text()), stages.resolve_stages(cfg)):
+        if not config_differences(json.loads(config.read_text()), stages.resolve_stages(cfg, ablation=ablation)):
             return json.loads(metrics.read_text())
         raise FileExistsError(
             f"{cfg.out_dir} holds a run of another config; move it away or pass another results folder"
         )
-    stages.run(RunFolder(cfg).continuing(), progress="lines")
+    stages.run(RunFolder(cfg).continuing(), progress="lines", ablation=ablation)
     return json.loads(metrics.read_text())
 
 
@@ -172,7 +174,7 @@ def measure(name: str, preset: str, seed: int, **kw) -> dict:
     if entry.kind == "evaluated":
         return EVALUATORS[entry.how](name, preset, seed, **kw)
     cfg = measured_config(name, preset, seed, **kw)
-    rec = Record.from_metrics(run_once(cfg), cfg)
+    rec = Record.from_metrics(run_once(cfg, entry.overrides if entry.kind == "ablation" else None), cfg)
     if entry.kind == "ablation":
         rec.method, rec.ablation = name, {"of": entry.of, **entry.overrides}
     return rec.to_dict()
