@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -432,10 +433,14 @@ if __name__ == "__main__":
 
 # -- measured numbers come from the records, never typed by hand ---------------------------------------------------
 
-#: A number that looks measured: a decimal followed by "mIoU", "points" or "%", or points counted in words.
+#: A number that looks measured: a decimal followed by "mIoU", "points" or "%", points counted in words, or a time
+#: (a number, or one counted in words, followed by "min", "minutes", "s", "seconds", "h" or "hours").
+_WORDS = r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten)\b(?:\s+(?:to|or)\s+\w+)?"
 MEASURED = re.compile(
     r"\d+\.\d+\s*(?:mIoU|points?\b|%)"
-    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten)\b(?:\s+(?:to|or)\s+\w+)?\s+points?\b",
+    rf"|{_WORDS}\s+points?\b"
+    r"|\b\d+(?:[.,]\d+)?(?:\s?(?:minutes?|min|seconds?|hours?)|\s[sh])\b"  # "1990s" is a decade, "5 s" a time
+    rf"|{_WORDS}\s+(?:minutes?|seconds?|hours?)\b",
     re.IGNORECASE,
 )
 #: Where such a number may stand: fenced code, display and inline math, glue roles, inline code, table rows.
@@ -467,6 +472,8 @@ def test_the_prose_check_finds_hand_typed_numbers_and_allows_the_rest():
         "| AdvEnt | 43.8 mIoU |\n```\n45.5 mIoU\n```\n$$\n1.0\\%\n$$"
     )
     assert hand_typed_numbers(allowed) == []
+    times = "It took 6.0 minutes, about one minute, 14.5 min, 28 s, 2 h or two to three hours; in 2019s no."
+    assert hand_typed_numbers(times) == ["6.0 minutes", "one minute", "14.5 min", "28 s", "2 h", "two to three hours"]
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
@@ -477,3 +484,32 @@ def test_no_measured_number_is_typed_by_hand(name):
         if cell.cell_type == "markdown" and hand_typed_numbers(cell.source)
     }
     assert not found, f"{name}: state measured numbers through the records (glue or results.findings): {found}"
+
+
+#: The README's numbers of the MEASURED kind that may stand: each is a setting, or a measurement whose test keeps it
+#: equal to the file it is read from.
+README_ALLOWED = [
+    # a setting: pyproject.toml's pytest-timeout per test
+    re.compile(r"pytest-timeout:\s+120\s+s"),
+    # a setting: book/build.py's default cell time limit
+    re.compile(r"default\s+1,800\s+s\s+per\s+cell"),
+    # results/quick/source_only.json, kept equal by tests/test_results.py (the quick schedule's recorded time)
+    re.compile(r"\([\d.]+\s+minutes\s+in\s+the\s+fastest\s+of\s+the\s+runs\s+recorded\s+in"),
+    # benchmarks/data_loading.json's step_s, kept equal by the test below
+    re.compile(r"a\s+GPU\s+step\s+of\s+[\d.]+\s+s\b"),
+]
+
+
+def test_no_measured_number_is_typed_by_hand_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for allowed in README_ALLOWED:
+        assert allowed.search(readme), f"README_ALLOWED names a sentence the README no longer has: {allowed.pattern}"
+        readme = allowed.sub(" ", readme)
+    found = hand_typed_numbers(readme)
+    assert not found, f"README.md: read these from a record or benchmark file (and test it), or drop them: {found}"
+
+
+def test_the_readme_quotes_the_data_loading_benchmarks_step_time():
+    report = json.loads((ROOT / "benchmarks" / "data_loading.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"a GPU step of {report['step_s']} s" in readme
