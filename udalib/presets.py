@@ -145,7 +145,8 @@ TABLE: dict[str, dict[str, Row]] = {
     "minent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ENTROPY), "paper": ADVENT_PAPER},
     "advent": {"quick": QUICK_ADAPT + Row(scale=QUICK_ADVERSARIAL), "paper": ADVENT_PAPER},
     # global-local (our reading): ADVENT's schedule; quick scores 512 random pixels per image in the local branch
-    # (an unbiased estimate of the per-pixel mean; all pixels make a CPU step nine times slower)
+    # (an unbiased estimate of the per-pixel mean; all pixels make a CPU step many times slower: the
+    # globallocal_all_pixels ablation)
     "globallocal": {
         "quick": QUICK_ADAPT
         + Row(
