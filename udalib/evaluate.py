@@ -50,6 +50,11 @@ class ConfusionMatrix:
             dist.all_reduce(self.mat)
             dist.all_reduce(self.void_pred)
 
+    def pixel_accuracy(self) -> float:
+        """Share of labelled pixels predicted as their class, in [0, 1] (a void prediction is a miss)."""
+        mat = self.mat.cpu().numpy()
+        return float(np.trace(mat) / max(mat.sum() + int(self.void_pred.sum()), 1))
+
     def iou(self) -> np.ndarray:
         """(K,) IoU per class in [0, 1]; NaN for a class absent from both ground truth and predictions."""
         h = self.mat.double().cpu().numpy()
@@ -101,9 +106,8 @@ def summarize(cm: ConfusionMatrix, protocol: Protocol) -> EvalResult:
     for sub in REPORTED_SUBSETS[protocol.name]:
         idx = protocol.subset_indices(sub.classes)
         miou[sub.num_classes] = float(np.nanmean(iou[idx])) if not np.all(np.isnan(iou[idx])) else float("nan")
-    mat = cm.mat.cpu().numpy()
-    acc = float(np.trace(mat) / max(mat.sum() + int(cm.void_pred.sum()), 1) * 100)
-    return EvalResult(protocol.classes, {c: round(float(v), 4) for c, v in zip(protocol.classes, iou)}, miou, acc, mat)
+    per_class = {c: round(float(v), 4) for c, v in zip(protocol.classes, iou)}
+    return EvalResult(protocol.classes, per_class, miou, cm.pixel_accuracy() * 100, cm.mat.cpu().numpy())
 
 
 def _protocol(protocol: Protocol | str) -> Protocol:

@@ -119,7 +119,7 @@ def _scores(cm: ConfusionMatrix, classes: tuple[str, ...]) -> dict:
     mat = cm.mat.double()
     iou = cm.iou()
     return {
-        "pixel_accuracy": float(mat.diag().sum() / mat.sum()),
+        "pixel_accuracy": cm.pixel_accuracy(),
         "miou": float(iou.mean()),
         "iou": {name: float(value) for name, value in zip(classes, iou, strict=True)},
         "majority_share": float(mat.sum(1).max() / mat.sum()),
