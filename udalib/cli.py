@@ -196,9 +196,10 @@ def _load_checkpoint(args, path: str):
 
     from .config import resolve_device
     from .models.trained import load_trained_with_config
+    from .run_folder import folder_checkpoints
 
     if Path(path).is_dir():
-        found = sorted(Path(path).glob("checkpoint_*.pt"))
+        found = folder_checkpoints(path)
         if not found:
             raise UserError(f"--checkpoint {path}: the folder holds no checkpoint_*.pt (a run folder's checkpoints)")
         path = str(found[-1])

@@ -74,6 +74,11 @@ def config_differences(stored: dict, cfg: RunConfig) -> dict[str, tuple[object, 
     return diff
 
 
+def folder_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """The checkpoints a run wrote into `folder`, oldest first (their names carry the zero-padded iteration)."""
+    return sorted(Path(folder).glob("checkpoint_*.pt"))
+
+
 class RunFolder:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -81,7 +86,7 @@ class RunFolder:
 
     def checkpoints(self) -> list[Path]:
         """The run's checkpoints, oldest first."""
-        return sorted(self.path.glob("checkpoint_*.pt"))
+        return folder_checkpoints(self.path)
 
     def resume_candidates(self) -> list[Path]:
         """Checkpoints to resume from, best first (``resume="auto"``: newest first, so that a corrupt latest
